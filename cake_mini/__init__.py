@@ -1,0 +1,28 @@
+"""cake_mini: data-free knowledge distillation with CAKE, small enough to read.
+
+Copy a trained classifier (the teacher) into another model (the student) without the
+teacher's training data: synthesise samples on the teacher's decision boundaries
+(:func:`synthesize`), then train the student on the teacher's soft labels (:func:`distill`).
+
+>>> import cake_mini
+>>> cfg = cake_mini.SynthesisConfig.preset("fashion-mnist", num_samples=10_000)
+"""
+from .distill import DistillConfig, DistillResult, distill, evaluate, train_classifier
+from .losses import classification_loss, contrastive_loss, kd_loss, soft_cross_entropy, total_variation
+from .schedules import step_sizes
+from .synthesis import (
+    NonFiniteLossError,
+    SynthesisConfig,
+    SyntheticSet,
+    synthesize,
+    synthesize_reference,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DistillConfig", "DistillResult", "distill", "evaluate", "train_classifier",
+    "classification_loss", "contrastive_loss", "kd_loss", "soft_cross_entropy", "total_variation",
+    "step_sizes", "NonFiniteLossError", "SynthesisConfig", "SyntheticSet", "synthesize",
+    "synthesize_reference", "__version__",
+]

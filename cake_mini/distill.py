@@ -1,0 +1,330 @@
+"""Train a student on a teacher's soft labels, or a teacher on real labels.
+
+Nothing here is specific to CAKE: :func:`distill` takes any data set of ``(x, target)``
+where the target is a probability vector (a :class:`~cake_mini.SyntheticSet`, or real
+data relabelled by a teacher) and :func:`train_classifier` takes hard labels. Both run the
+same loop: the reference recipe of the CAKE authors, SGD with momentum 0.9, weight decay
+5e-4, batch 256 and a one-cycle learning-rate schedule, with 1 % of the training set held
+out. Chapter 1 of the book walks through it.
+
+Optionally ``teacher=`` relabels every (augmented) batch online with the teacher's
+softmax, so augmentation never trains the student towards a stale label.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .checkpoint import RunDirectory, fingerprint, tensor_fingerprint
+from .losses import soft_cross_entropy
+
+
+@dataclass
+class DistillConfig:
+    """The student's training recipe (also used for teachers by :func:`train_classifier`).
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: samples per SGD step.
+        lr: peak learning rate of the one-cycle schedule.
+        momentum, weight_decay: SGD settings.
+        div_factor, final_div_factor: one-cycle starts at ``lr / div_factor`` and ends at
+            ``lr / div_factor / final_div_factor``.
+        val_fraction: share of the training set held out to report validation loss.
+        augment: ``None``, ``"shift"`` (random translation by up to ``shift_pixels``)
+            or ``"flip-shift"`` (also horizontal flips); images only.
+        shift_pixels: largest translation of ``augment``.
+        temperature: divides the teacher's logits when ``teacher=`` relabels online.
+        seed: data order, hold-out split and augmentation.
+        precision: ``"auto"`` (bf16 autocast on CUDA, fp32 elsewhere), ``"fp32"``, ``"bf16"``.
+    """
+
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 0.5
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+    val_fraction: float = 0.01
+    augment: str | None = None
+    shift_pixels: int = 2
+    temperature: float = 1.0
+    seed: int = 0
+    precision: str = "auto"
+
+    AUGMENTS: ClassVar[tuple] = (None, "shift", "flip-shift")
+
+    def replace(self, **changes: Any) -> "DistillConfig":
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.augment not in self.AUGMENTS:
+            raise ValueError(f"augment must be one of {self.AUGMENTS}, got {self.augment!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
+
+
+@dataclass
+class DistillResult:
+    """What training produced.
+
+    Attributes:
+        model: the trained model (the same object that was passed in), in eval mode.
+        history: one dict per epoch: ``epoch``, ``lr``, ``train_loss``, ``val_loss``,
+            ``val_agreement`` (student's argmax equals the target's), ``eval_accuracy``
+            (on ``eval_set``, when given), ``seconds``.
+    """
+
+    model: nn.Module
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def eval_accuracy(self) -> float | None:
+        """Accuracy on ``eval_set`` after the last epoch, or ``None``."""
+        return self.history[-1].get("eval_accuracy") if self.history else None
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def as_tensors(dataset) -> tuple[Tensor, Tensor]:
+    """``(x, target)`` tensors of a data set; cheap for SyntheticSet and TensorDataset."""
+    from .synthesis import SyntheticSet
+
+    if isinstance(dataset, SyntheticSet):
+        return dataset.x, dataset.soft_labels
+    if isinstance(dataset, torch.utils.data.TensorDataset):
+        return dataset.tensors[0], dataset.tensors[1]
+    if isinstance(dataset, (tuple, list)) and len(dataset) == 2 and isinstance(dataset[0], Tensor):
+        return dataset[0], dataset[1]
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1024)
+    xs, ys = zip(*loader)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def augment_batch(x: Tensor, kind: str | None, shift: int, generator: torch.Generator) -> Tensor:
+    """Random translation by up to ``shift`` pixels (zero padding) and, for ``"flip-shift"``,
+    horizontal flips; a different draw per sample. ``x``: ``(N, C, H, W)``."""
+    if kind is None:
+        return x
+    if x.ndim != 4:
+        raise ValueError(f"augment={kind!r} needs images (N, C, H, W), got shape {tuple(x.shape)}")
+    n, _, h, w = x.shape
+    offsets = torch.randint(0, 2 * shift + 1, (2, n), generator=generator).to(x.device)
+    padded = torch.nn.functional.pad(x, (shift, shift, shift, shift))
+    rows = (offsets[0, :, None] + torch.arange(h, device=x.device))[:, :, None]  # (N, H, 1)
+    cols = (offsets[1, :, None] + torch.arange(w, device=x.device))[:, None, :]  # (N, 1, W)
+    if kind == "flip-shift":
+        flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)[:, None, None]
+        cols = torch.where(flip, cols.flip(-1), cols)
+    out = padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols]  # (N, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def _autocast(device: torch.device, precision: str):
+    import contextlib
+
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _default_device(model: nn.Module, device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    params = list(model.parameters())
+    return params[0].device if params else torch.device("cpu")
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate(model: Callable[[Tensor], Tensor], dataset, *, device: str | torch.device | None = None,
+             batch_size: int = 1024) -> float:
+    """Top-1 accuracy in ``[0, 1]`` of ``model`` on ``dataset`` (labels or probability targets).
+
+    The model is evaluated in eval mode and its previous mode restored.
+    """
+    x, y = as_tensors(dataset)
+    if y.ndim == 2:
+        y = y.argmax(-1)
+    if len(x) == 0:
+        raise ValueError("cannot evaluate on an empty data set")
+    was_training = isinstance(model, nn.Module) and model.training
+    if isinstance(model, nn.Module):
+        model.eval()
+        device = _default_device(model, device)
+    device = torch.device(device or "cpu")
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        with _autocast(device, "auto"):
+            logits = model(x[i:i + batch_size].to(device))
+        correct += (logits.argmax(-1).cpu() == y[i:i + batch_size].cpu()).sum().item()
+    if was_training:
+        model.train()
+    return correct / len(x)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def distill(
+    student: nn.Module,
+    train_set,
+    config: DistillConfig | None = None,
+    *,
+    teacher: Callable[[Tensor], Tensor] | None = None,
+    eval_set=None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    checkpoint_dir: str | os.PathLike | None = None,
+) -> DistillResult:
+    """Train ``student`` to predict like the teacher on ``train_set``.
+
+    Args:
+        student: any classifier returning logits ``(N, C)``; trained in place.
+        train_set: a :class:`~cake_mini.SyntheticSet`, a ``TensorDataset`` or any data set
+            of ``(x, target)``; targets are probabilities ``(C,)`` (soft labels) or class indices.
+        config: :class:`DistillConfig`; defaults to the reference recipe.
+        teacher: if given, targets are recomputed as the teacher's softmax (with
+            ``config.temperature``) on every augmented batch; ``train_set``'s targets are unused.
+        eval_set: real labelled data to report accuracy on after every epoch.
+        device: defaults to the student's device.
+        progress: tqdm bar over epochs.
+        checkpoint_dir: save after every epoch, resume from the last finished one.
+    """
+    config = config or DistillConfig()
+    config.validate()
+    device = _default_device(student, device)
+    x, target = as_tensors(train_set)
+    if len(x) < 2:
+        raise ValueError(f"need at least 2 training samples, got {len(x)}")
+    x, target = x.to(device), target.to(device)
+
+    generator = torch.Generator().manual_seed(config.seed)
+    order = torch.randperm(len(x), generator=generator)
+    n_val = int(round(config.val_fraction * len(x)))
+    val_idx, train_idx = order[:n_val].to(device), order[n_val:].to(device)
+
+    optimizer = torch.optim.SGD(student.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    steps_per_epoch = -(-len(train_idx) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+        div_factor=config.div_factor, final_div_factor=config.final_div_factor)
+    result = DistillResult(student)
+
+    run_dir, start_epoch = None, 0
+    if checkpoint_dir is not None:
+        identity = {"config": dataclasses.asdict(config), "train_data": tensor_fingerprint(x, target),
+                    "student": type(student).__name__, "student_init": fingerprint(student),
+                    "teacher": fingerprint(teacher) if teacher is not None else None}
+        run_dir = RunDirectory(checkpoint_dir, identity, kind="distill")
+        state = run_dir.load("state.pt")
+        if state is not None:
+            student.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            generator.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            result.history = state["history"]
+            start_epoch = len(result.history)
+
+    def targets_for(xb: Tensor, stored: Tensor) -> Tensor:
+        if teacher is None:
+            return stored
+        with torch.no_grad(), _autocast(device, config.precision):
+            return (teacher(xb).float() / config.temperature).softmax(-1)
+
+    epochs = range(start_epoch, config.epochs)
+    if progress:
+        from tqdm.auto import tqdm
+
+        epochs = tqdm(epochs, desc="training", unit="epoch", leave=False)
+    for epoch in epochs:
+        t0 = time.perf_counter()
+        student.train()
+        perm = train_idx[torch.randperm(len(train_idx), generator=generator).to(device)]
+        total, count = torch.zeros((), device=device), 0
+        for i in range(0, len(perm), config.batch_size):
+            idx = perm[i:i + config.batch_size]
+            xb = augment_batch(x[idx], config.augment, config.shift_pixels, generator)
+            yb = targets_for(xb, target[idx])
+            with _autocast(device, config.precision):
+                loss = soft_cross_entropy(student(xb).float(), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += loss.detach() * len(idx)
+            count += len(idx)
+        train_loss = (total / count).item()
+        if not torch.isfinite(torch.tensor(train_loss)):
+            raise FloatingPointError(
+                f"training loss became {train_loss} in epoch {epoch}; lower config.lr "
+                f"(now {config.lr}) or check the inputs for NaN/Inf")
+        row = {"epoch": epoch + 1, "lr": scheduler.get_last_lr()[0], "train_loss": train_loss}
+        if n_val:
+            row |= _validate(student, x[val_idx], targets_for(x[val_idx], target[val_idx]), device,
+                             config.precision)
+        if eval_set is not None:
+            row["eval_accuracy"] = evaluate(student, eval_set, device=device)
+        row["seconds"] = time.perf_counter() - t0
+        result.history.append(row)
+        if progress:
+            epochs.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
+        if run_dir is not None:
+            run_dir.save("state.pt", {
+                "model": student.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "history": result.history})
+    student.eval()
+    return result
+
+
+@torch.no_grad()
+def _validate(model: nn.Module, x: Tensor, target: Tensor, device, precision) -> dict[str, float]:
+    model.eval()
+    losses, agree = [], []
+    for i in range(0, len(x), 1024):
+        with _autocast(device, precision):
+            logits = model(x[i:i + 1024]).float()
+        t = target[i:i + 1024]
+        losses.append(soft_cross_entropy(logits, t, reduction="sum"))
+        labels = t.argmax(-1) if t.ndim == 2 else t
+        agree.append((logits.argmax(-1) == labels).sum())
+    return {"val_loss": (torch.stack(losses).sum() / len(x)).item(),
+            "val_agreement": (torch.stack(agree).sum() / len(x)).item()}
+
+
+def train_classifier(
+    model: nn.Module,
+    train_set,
+    config: DistillConfig | None = None,
+    *,
+    eval_set=None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    checkpoint_dir: str | os.PathLike | None = None,
+) -> DistillResult:
+    """Train a classifier (e.g. a teacher) on real labelled data with the same recipe.
+
+    ``train_set`` yields ``(x, class_index)``. See :func:`distill` for the arguments.
+    """
+    return distill(model, train_set, config, eval_set=eval_set, device=device,
+                   progress=progress, checkpoint_dir=checkpoint_dir)

@@ -1,0 +1,235 @@
+"""The whole pipeline for one named experiment: teacher -> synthesize -> distill -> evaluate.
+
+Each experiment names its data, its teacher and student, the paper's synthesis preset and
+a budget per size (``smoke``, ``default``, ``paper``; see :mod:`cake_mini.sizes`). A run
+writes into one directory, and every stage resumes from what is already there:
+
+    out/teacher.pt          the teacher's weights (trained once, then reused)
+    out/synthesis/          shards of synthetic samples + manifest (resumable)
+    out/distill/            the student's per-epoch checkpoint (resumable)
+    out/student.pt          the student's final weights
+    out/samples.png         a grid of synthetic samples (images) or the 2D picture
+    out/results.json        accuracies, sizes, seed, wall time, hardware, versions
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .checkpoint import atomic_write_bytes, safe_load, atomic_save
+from .distill import DistillConfig, distill, evaluate, train_classifier
+from .sizes import get_size
+from .synthesis import SynthesisConfig, synthesize
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much work one size does."""
+
+    teacher_epochs: int
+    num_samples: int
+    steps: int
+    student_epochs: int
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One row of the book and of ``cake-mini run``: data, models, recipes, budgets."""
+
+    dataset: str
+    teacher: str
+    student: str
+    preset: str
+    budgets: dict[str, Budget]
+    teacher_options: dict[str, Any] = field(default_factory=dict)
+    student_options: dict[str, Any] = field(default_factory=dict)
+    synthesis: dict[str, Any] = field(default_factory=dict)
+    teacher_recipe: dict[str, Any] = field(default_factory=dict)
+    student_recipe: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "toy2d": Experiment(
+        dataset="toy2d:spirals", teacher="mlp", student="mlp", preset="default",
+        teacher_options=dict(in_features=2, hidden=64, depth=3),
+        student_options=dict(in_features=2, hidden=32, depth=2),
+        synthesis=dict(batch_size=30, w_cls=10.0, w_contr=0.1, w_tv=0.0, lr=0.1, lr_decades=3),
+        teacher_recipe=dict(lr=0.05, batch_size=64, val_fraction=0.0),
+        student_recipe=dict(lr=0.05, batch_size=64),
+        budgets={"smoke": Budget(30, 600, 100, 30), "default": Budget(60, 6000, 300, 60),
+                 "paper": Budget(60, 25_600, 500, 60)},
+        description="three interleaved spirals; MLP teacher -> smaller MLP student",
+    ),
+    "digits": Experiment(
+        dataset="digits", teacher="cnn", student="cnn", preset="default",
+        teacher_options=dict(width=32), student_options=dict(width=16),
+        synthesis=dict(batch_size=100, w_contr=1e-3, w_tv=1e3),
+        teacher_recipe=dict(lr=0.1, batch_size=64, augment="shift", shift_pixels=1),
+        student_recipe=dict(lr=0.1, batch_size=128),
+        budgets={"smoke": Budget(3, 500, 30, 3), "default": Budget(30, 10_000, 100, 20),
+                 "paper": Budget(30, 25_600, 500, 30)},
+        description="scikit-learn's 8x8 digits (bundled); small CNN teacher -> half-width CNN",
+    ),
+    "fashion-mnist": Experiment(
+        dataset="fashion-mnist", teacher="lenet5", student="lenet5-half", preset="fashion-mnist",
+        teacher_recipe=dict(lr=0.1, augment="flip-shift"),
+        student_recipe=dict(lr=0.1, batch_size=128),
+        budgets={"smoke": Budget(1, 500, 20, 2), "default": Budget(15, 25_600, 256, 30),
+                 "paper": Budget(30, 256_000, 256, 30)},
+        description="the paper's FashionMNIST row: LeNet-5 -> LeNet-5-Half",
+    ),
+    "mnist": Experiment(
+        dataset="mnist", teacher="lenet5", student="lenet5-half", preset="mnist",
+        teacher_recipe=dict(lr=0.1, augment="shift"),
+        student_recipe=dict(lr=0.1, batch_size=128),
+        budgets={"smoke": Budget(1, 500, 20, 2), "default": Budget(10, 25_600, 256, 30),
+                 "paper": Budget(30, 256_000, 256, 30)},
+        description="the paper's MNIST row: LeNet-5 -> LeNet-5-Half",
+    ),
+    "cifar10-resnet": Experiment(
+        dataset="cifar10", teacher="resnet34", student="resnet18", preset="cifar10",
+        teacher_recipe=dict(lr=0.1, augment="flip-shift", shift_pixels=4),
+        student_recipe=dict(),
+        budgets={"smoke": Budget(1, 100, 5, 1), "default": Budget(30, 50_000, 256, 30),
+                 "paper": Budget(200, 250_000, 256, 30)},
+        description="the paper's CIFAR-10 row: ResNet-34 -> ResNet-18",
+    ),
+}
+
+
+def _load_data(exp: Experiment, seed: int, stand_in: bool, size: str):
+    from . import data
+
+    if exp.dataset.startswith("toy2d:"):
+        name = exp.dataset.split(":", 1)[1]
+        x, y = data.toy2d(name, 3000, noise=0.05, seed=seed)
+        xt, yt = data.toy2d(name, 2000, noise=0.05, seed=seed + 10_000)
+        train, test = torch.utils.data.TensorDataset(x, y), torch.utils.data.TensorDataset(xt, yt)
+        return train, test, (2,), int(y.max()) + 1
+    info = data.DATASET_INFO[exp.dataset]
+    if stand_in:
+        n = 256 if size == "smoke" else None  # smoke: a pipeline check in seconds
+        train, test = data.stand_in(exp.dataset, "train", n), data.stand_in(exp.dataset, "test", n)
+    else:
+        train, test = data.load_dataset(exp.dataset, "train"), data.load_dataset(exp.dataset, "test")
+    return train, test, (info.in_channels, info.image_size, info.image_size), info.num_classes
+
+
+def _make(name: str, num_classes: int, input_shape: tuple[int, ...], options: dict):
+    from .models import make_model
+
+    if len(input_shape) == 1:
+        return make_model(name, num_classes, **options)
+    return make_model(name, num_classes, in_channels=input_shape[0], image_size=input_shape[-1], **options)
+
+
+def run_experiment(name: str, *, size: str | None = None, seed: int = 0, out: str | Path = "runs/cake",
+                   device: str | None = None, stand_in: bool = False, progress: bool = True,
+                   log=print) -> dict[str, Any]:
+    """Run experiment ``name`` end to end into ``out``; returns what ``results.json`` holds."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose one of {sorted(EXPERIMENTS)}")
+    exp, size = EXPERIMENTS[name], get_size(size)
+    budget = exp.budgets[size]
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    train, test, input_shape, num_classes = _load_data(exp, seed, stand_in, size)
+
+    # teacher: trained once per directory, then loaded
+    torch.manual_seed(seed)
+    teacher = _make(exp.teacher, num_classes, input_shape, exp.teacher_options).to(device)
+    teacher_file = out / "teacher.pt"
+    if teacher_file.exists():
+        teacher.load_state_dict(safe_load(teacher_file))
+        log(f"loaded teacher from {teacher_file}")
+    else:
+        recipe = DistillConfig(epochs=budget.teacher_epochs, seed=seed, **exp.teacher_recipe)
+        train_classifier(teacher, train, recipe, device=device, progress=progress,
+                         checkpoint_dir=out / "teacher-training")
+        atomic_save(teacher.state_dict(), teacher_file)
+    teacher.eval()
+    teacher_acc = evaluate(teacher, test, device=device)
+    log(f"teacher {exp.teacher}: test accuracy {teacher_acc:.2%}")
+
+    # synthesis: no training data from here on
+    config = SynthesisConfig.preset(exp.preset, **{**exp.synthesis, "num_samples": budget.num_samples,
+                                                   "steps": budget.steps, "seed": seed})
+    if config.batch_size > config.num_samples:  # small budgets: one batch, not a mostly discarded one
+        config = config.replace(batch_size=-(-config.num_samples // num_classes) * num_classes)
+    t0 = time.perf_counter()
+    synthetic = synthesize(teacher, input_shape, num_classes, config, device=device, progress=progress,
+                           checkpoint_dir=out / "synthesis")
+    synthesis_seconds = time.perf_counter() - t0
+    log(f"synthesised {len(synthetic)} samples x {config.steps} steps in {synthesis_seconds:.1f} s")
+
+    # student
+    torch.manual_seed(seed + 1)
+    student = _make(exp.student, num_classes, input_shape, exp.student_options).to(device)
+    recipe = DistillConfig(epochs=budget.student_epochs, seed=seed, **exp.student_recipe)
+    t0 = time.perf_counter()
+    distill(student, synthetic, recipe, device=device, progress=progress, checkpoint_dir=out / "distill")
+    distill_seconds = time.perf_counter() - t0
+    student_acc = evaluate(student, test, device=device)
+    log(f"student {exp.student}: test accuracy {student_acc:.2%} (data-free; teacher {teacher_acc:.2%})")
+    atomic_save(student.state_dict(), out / "student.pt")
+    _save_figure(exp, teacher, synthetic, train, out / "samples.png")
+
+    results = {
+        "experiment": name, "description": exp.description, "size": size, "seed": seed,
+        "stand_in_data": stand_in,
+        "teacher": {"model": exp.teacher, "test_accuracy": teacher_acc},
+        "student": {"model": exp.student, "test_accuracy": student_acc},
+        "budget": dataclasses.asdict(budget), "synthesis": dataclasses.asdict(config),
+        "distill": dataclasses.asdict(recipe),
+        "seconds": {"synthesis": synthesis_seconds, "distill": distill_seconds,
+                    "total": time.perf_counter() - t_start},
+        "hardware": hardware(device), "versions": versions(),
+    }
+    atomic_write_bytes(out / "results.json", json.dumps(results, indent=2).encode())
+    return results
+
+
+def _save_figure(exp: Experiment, teacher, synthetic, train, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .viz import image_grid, plot_decision_regions
+
+    if synthetic.x.ndim == 2:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        plot_decision_regions(teacher, ax, points=synthetic.x[:600].cpu(), labels=synthetic.labels[:600],
+                              title="teacher's regions and CAKE samples")
+    else:
+        fig = image_grid(synthetic.x[:400], synthetic.labels[:400], nrow=8,
+                         title=f"CAKE samples from the {exp.teacher} teacher")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def hardware(device: torch.device | str) -> dict[str, Any]:
+    """Where a run happened, for results files."""
+    device = torch.device(device)
+    info = {"device": str(device), "cpu": platform.processor() or platform.machine(),
+            "cpu_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def versions() -> dict[str, str]:
+    import sys
+
+    return {"cake_mini": __version__, "torch": torch.__version__, "python": sys.version.split()[0]}

@@ -1,0 +1,493 @@
+"""CAKE and LAKE: synthetic samples on a teacher's decision boundary, from noise alone.
+
+Data flow: noise ``x ~ N(0, I)`` and labels in groups of ``K`` distinct classes, then
+``T`` gradient steps on ``x`` (not on the teacher) of
+
+    L = w_cls * classification_loss + w_contr * contrastive_loss + w_tv * total_variation
+
+with one step size per mini-batch from :func:`cake_mini.schedules.step_sizes`. CAKE relies
+on SGD and the step-size schedule to scatter samples; LAKE adds Langevin noise
+``sqrt(2 eta) * N(0, I)`` after each step. The student later learns the teacher's
+softmax on the final samples. Chapters 2 and 3 of the book explain each part.
+
+Speed without changing the result: mini-batches are independent given the teacher, so
+``parallel_batches`` of them are optimised as one large batch with a per-sample step
+size. The gradient each sample receives is the gradient of *its own* mini-batch's loss,
+exactly as in the one-batch-at-a-time :func:`synthesize_reference`, which stays here as
+the readable definition that the tests compare against.
+
+Reference: Braun, Mundt, Kersting, AISTATS 2024 (arXiv:2306.02090).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .checkpoint import RunDirectory, atomic_save, fingerprint, safe_load
+from .losses import classification_loss, contrastive_loss, total_variation
+from .schedules import SCHEDULES, step_sizes
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass
+class SynthesisConfig:
+    """How many samples, how they move, and what they minimise.
+
+    Defaults are the reference implementation's defaults without a dataset preset.
+    ``SynthesisConfig.preset(name)`` gives the paper's per-dataset settings.
+
+    Attributes:
+        num_samples: samples to synthesise (rounded up to whole batches, then cut).
+        batch_size: samples per mini-batch; a multiple of ``group_size``.
+        steps: gradient steps ``T`` per mini-batch.
+        group_size: ``K`` distinct classes per group; ``None`` means all classes.
+        method: ``"cake"`` (implicit noise of SGD) or ``"lake"`` (explicit Langevin noise).
+        optimizer: ``"sgd"`` (no momentum, the reference) or ``"adam"``.
+        lr: ``eta_0``, the step size of the first mini-batch.
+        lr_decades: ``d``, how many orders of magnitude the step size falls over all batches.
+        schedule: ``"log-linear"``, ``"cosine"`` or ``"constant"`` (see ``schedules.py``).
+        w_cls, w_contr, w_tv: weights of the three loss terms.
+        seed: all randomness of batch ``m`` derives from ``(seed, m)``.
+        parallel_batches: mini-batches optimised together (speed and memory only; the
+            result is the same up to float rounding).
+        precision: ``"auto"`` (bf16 autocast on CUDA, fp32 elsewhere), ``"fp32"`` or ``"bf16"``.
+    """
+
+    # budget
+    num_samples: int = 25_600
+    batch_size: int = 100
+    steps: int = 500
+    group_size: int | None = None
+    # how samples move
+    method: str = "cake"
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    lr_decades: float = 4.0
+    schedule: str = "log-linear"
+    # what they minimise
+    w_cls: float = 1e3
+    w_contr: float = 1e1
+    w_tv: float = 1e5
+    # reproducibility and speed
+    seed: int = 0
+    parallel_batches: int = 8
+    precision: str = "auto"
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "default": {},
+        # 256 steps x 512 batches of 500 = 256k samples; the MNIST-type weights
+        "mnist": dict(num_samples=256_000, batch_size=500, steps=256, w_cls=1e3, w_contr=1e-3, w_tv=1e7),
+        "fashion-mnist": dict(num_samples=256_000, batch_size=500, steps=256, w_cls=1e3, w_contr=1e-3, w_tv=1e7),
+        # 256 steps x 500 batches of 500 = 250k samples; ResNet activations need smaller groups of batches
+        "cifar10": dict(num_samples=250_000, batch_size=500, steps=256, parallel_batches=2),
+        "svhn": dict(num_samples=250_000, batch_size=500, steps=256, parallel_batches=2),
+    }
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "SynthesisConfig":
+        """The paper's settings for ``name`` (see ``PRESETS``), with ``overrides`` applied.
+
+        >>> SynthesisConfig.preset("mnist", num_samples=1000).w_tv
+        10000000.0
+        """
+        if name not in cls.PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(cls.PRESETS)}")
+        return cls(**{**cls.PRESETS[name], **overrides})
+
+    def replace(self, **changes: Any) -> "SynthesisConfig":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def num_batches(self) -> int:
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def validate(self, num_classes: int) -> int:
+        """Check every field against ``num_classes``; returns the group size ``K``."""
+        k = num_classes if self.group_size is None else self.group_size
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if not 2 <= k <= num_classes:
+            raise ValueError(
+                f"group_size={k} must be between 2 and num_classes={num_classes}: a group holds "
+                f"samples of distinct classes. Use group_size <= {num_classes} (or None for all classes)."
+            )
+        if self.batch_size % k:
+            raise ValueError(
+                f"batch_size={self.batch_size} must be a multiple of group_size={k}; "
+                f"e.g. batch_size={max(k, self.batch_size // k * k)}"
+            )
+        for name in ("num_samples", "batch_size", "steps", "parallel_batches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        choices = {"method": ("cake", "lake"), "optimizer": ("sgd", "adam"),
+                   "schedule": SCHEDULES, "precision": ("auto", "fp32", "bf16")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.lr <= 0 or self.lr_decades < 0:
+            raise ValueError(f"need lr > 0 and lr_decades >= 0, got {self.lr} and {self.lr_decades}")
+        return k
+
+
+# ----------------------------------------------------------------------------- result
+
+
+@dataclass
+class SyntheticSet(torch.utils.data.Dataset):
+    """Synthetic samples and what the teacher says about them; a ``Dataset`` of ``(x, soft_label)``.
+
+    Attributes:
+        x: samples, shape ``(N, *input_shape)``.
+        soft_labels: the teacher's softmax on ``x``, shape ``(N, C)``; the student's targets.
+        labels: the class each sample was pushed towards, shape ``(N,)``.
+        step_size: the step size of each sample's mini-batch, shape ``(N,)``.
+    """
+
+    x: Tensor
+    soft_labels: Tensor
+    labels: Tensor
+    step_size: Tensor
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.soft_labels[i]
+
+    def subset(self, index: Tensor | slice) -> "SyntheticSet":
+        return SyntheticSet(self.x[index], self.soft_labels[index], self.labels[index],
+                            self.step_size[index], dict(self.meta))
+
+    def filter_step_size(self, min: float = 0.0, max: float = math.inf) -> "SyntheticSet":
+        """Keep samples whose batch's step size lies in ``[min, max]``."""
+        return self.subset((self.step_size >= min) & (self.step_size <= max))
+
+    @classmethod
+    def cat(cls, parts: list["SyntheticSet"]) -> "SyntheticSet":
+        return cls(*(torch.cat([getattr(p, f) for p in parts]) for f in
+                     ("x", "soft_labels", "labels", "step_size")), dict(parts[0].meta) if parts else {})
+
+    def to(self, device: str | torch.device) -> "SyntheticSet":
+        return SyntheticSet(self.x.to(device), self.soft_labels.to(device), self.labels.to(device),
+                            self.step_size.to(device), dict(self.meta))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically; read back with :meth:`load` (no pickled objects)."""
+        atomic_save({f: getattr(self, f) for f in ("x", "soft_labels", "labels", "step_size")}
+                    | {"meta": _jsonable(self.meta)}, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SyntheticSet":
+        d = safe_load(path)
+        return cls(d["x"], d["soft_labels"], d["labels"], d["step_size"], d.get("meta", {}))
+
+
+def _jsonable(meta: dict) -> dict:
+    import json
+
+    return json.loads(json.dumps(meta, default=str))
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The synthesis loss became NaN or Inf. ``partial`` holds the batches finished before."""
+
+    def __init__(self, message: str, partial: SyntheticSet | None = None):
+        super().__init__(message)
+        self.partial = partial
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def batch_seed(seed: int, batch: int, stream: str = "init") -> int:
+    """A 63-bit seed for batch ``batch`` of a run with ``seed``; independent across streams."""
+    digest = hashlib.sha256(f"cake_mini:{seed}:{batch}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def initial_batch(batch: int, config: SynthesisConfig, input_shape: tuple[int, ...],
+                  num_classes: int, group_size: int) -> tuple[Tensor, Tensor]:
+    """Noise start and labels of mini-batch ``batch``: ``(B, *input_shape)``, ``(B,)``.
+
+    Labels come in groups of ``K``: each group is the first ``K`` entries of a random
+    permutation of the classes, so all samples of a group have distinct classes.
+    """
+    g = torch.Generator().manual_seed(batch_seed(config.seed, batch))
+    x = torch.randn((config.batch_size, *input_shape), generator=g)
+    groups = config.batch_size // group_size
+    labels = torch.stack([torch.randperm(num_classes, generator=g)[:group_size] for _ in range(groups)])
+    return x, labels.reshape(-1)
+
+
+def _autocast(device: torch.device, precision: str):
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if use_bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _resolve_device(teacher: Callable, device: str | torch.device | None) -> torch.device:
+    params = list(teacher.parameters()) if isinstance(teacher, nn.Module) else []
+    own = params[0].device if params else None
+    if device is None:
+        return own or torch.device("cpu")
+    device = torch.device(device)
+    if own is not None and own.type != device.type:
+        raise ValueError(f"the teacher is on {own} but device={device}; "
+                         f"move it first with teacher.to('{device}') or pass device=None")
+    return device
+
+
+def check_teacher(teacher: Callable[[Tensor], Tensor], input_shape: tuple[int, ...],
+                  num_classes: int, device: torch.device) -> None:
+    """Fail early, with the fix in the message, if the teacher cannot be used as given."""
+    if isinstance(teacher, nn.Module) and teacher.training:
+        raise ValueError(
+            "the teacher is in training mode; call teacher.eval() first. In training mode "
+            "BatchNorm and Dropout mix samples of a batch and BatchNorm would update its statistics."
+        )
+    probe = torch.zeros((2, *input_shape), device=device)
+    try:
+        with torch.no_grad():
+            out = teacher(probe)
+    except Exception as e:  # the teacher's own error says why; we add what to change
+        raise ValueError(
+            f"the teacher rejected inputs of shape (N, {', '.join(map(str, input_shape))}) "
+            f"({type(e).__name__}: {e}). Pass the input_shape the teacher was trained on, "
+            "without the batch dimension, e.g. (1, 32, 32) for LeNet-5 or (2,) for a 2D toy MLP."
+        ) from e
+    if not isinstance(out, Tensor) or out.shape != (2, num_classes):
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"the teacher must return logits of shape (N, num_classes) = (2, {num_classes}) "
+                         f"for 2 inputs, got {got}; check num_classes")
+    if not torch.isfinite(out).all():
+        raise ValueError("the teacher's output contains NaN or Inf on an all-zero input; "
+                         "check its weights (e.g. a failed training run) before distilling it")
+
+
+def synthesis_objective(logits: Tensor, x: Tensor, labels: Tensor, group_size: int,
+                        config: SynthesisConfig, num_batches: int = 1) -> Tensor:
+    """The CAKE loss of each of ``num_batches`` equal, consecutive mini-batches: shape ``(num_batches,)``.
+
+    With ``num_batches=1`` this is ``w_cls * classification_loss + w_contr * contrastive_loss
+    + w_tv * total_variation`` with the reference reductions (means).
+    """
+    logits = logits.float()
+    total = config.w_cls * classification_loss(logits, labels, group_size, "none").view(num_batches, -1).mean(1)
+    if config.w_contr:
+        contr = contrastive_loss(logits, labels, group_size, "none").view(num_batches, -1).mean(1)
+        total = total + config.w_contr * contr
+    if config.w_tv:
+        total = total + config.w_tv * total_variation(x, "none").reshape(num_batches, -1).mean(1)
+    return total
+
+
+# ----------------------------------------------------------------------------- algorithm
+
+
+def synthesize(
+    teacher: Callable[[Tensor], Tensor],
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    config: SynthesisConfig | None = None,
+    *,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    checkpoint_dir: str | os.PathLike | None = None,
+) -> SyntheticSet:
+    """Synthesise a data set on the teacher's decision boundaries (CAKE, or LAKE).
+
+    Args:
+        teacher: any differentiable classifier returning logits ``(N, C)``; an ``nn.Module``
+            must be in eval mode. It is never modified: no parameter, flag or mode changes.
+        input_shape: shape of one input without the batch dimension, e.g. ``(1, 32, 32)``.
+        num_classes: ``C``, the number of the teacher's outputs.
+        config: :class:`SynthesisConfig`; defaults to the reference defaults.
+        device: where to compute; defaults to the teacher's device.
+        progress: show a tqdm bar over mini-batches.
+        checkpoint_dir: write each finished group of mini-batches there as an atomic shard
+            and resume from it when called again with the same arguments.
+
+    Returns:
+        :class:`SyntheticSet` with ``num_samples`` samples in batch order.
+
+    Raises:
+        ValueError: bad config, a teacher in training mode or one that rejects ``input_shape``.
+        NonFiniteLossError: the loss became NaN/Inf; says at which batch and step.
+    """
+    config = config or SynthesisConfig()
+    group_size = config.validate(num_classes)
+    input_shape = tuple(input_shape)
+    device = _resolve_device(teacher, device)
+    check_teacher(teacher, input_shape, num_classes, device)
+    etas = step_sizes(config.num_batches, config.lr, config.lr_decades, config.schedule)
+
+    run_dir = None
+    if checkpoint_dir is not None:
+        identity = {"config": dataclasses.asdict(config), "input_shape": list(input_shape),
+                    "num_classes": num_classes,
+                    "teacher": fingerprint(teacher)}
+        run_dir = RunDirectory(checkpoint_dir, identity, kind="synthesis")
+
+    starts = range(0, config.num_batches, config.parallel_batches)
+    parts: list[SyntheticSet] = []
+    for start in _progress(starts, progress, config):
+        batches = list(range(start, min(start + config.parallel_batches, config.num_batches)))
+        name = f"batches-{batches[0]:06d}-{batches[-1]:06d}.pt"
+        saved = run_dir.load(name) if run_dir else None
+        if saved is not None:
+            parts.append(SyntheticSet(**saved))
+            continue
+        try:
+            part = _optimize_batches(teacher, batches, etas, config, input_shape, num_classes,
+                                     group_size, device)
+        except NonFiniteLossError as e:
+            kept = f" Finished shards are kept in {checkpoint_dir}." if run_dir else ""
+            raise NonFiniteLossError(str(e) + kept, SyntheticSet.cat(parts) if parts else None) from None
+        if run_dir:
+            run_dir.save(name, {f: getattr(part, f) for f in ("x", "soft_labels", "labels", "step_size")})
+        parts.append(part)
+    result = SyntheticSet.cat(parts).subset(slice(0, config.num_samples))
+    result.meta = {"config": dataclasses.asdict(config), "input_shape": list(input_shape),
+                   "num_classes": num_classes}
+    return result
+
+
+def _progress(starts: range, enabled: bool, config: SynthesisConfig):
+    if not enabled:
+        return starts
+    from tqdm.auto import tqdm
+
+    return tqdm(starts, desc=f"{config.method.upper()} synthesis",
+                unit=f"x{config.parallel_batches} batches", leave=False)
+
+
+def _optimize_batches(teacher, batches: list[int], etas: Tensor, config: SynthesisConfig,
+                      input_shape: tuple[int, ...], num_classes: int, group_size: int,
+                      device: torch.device) -> SyntheticSet:
+    """Run ``T`` steps on several mini-batches at once, each with its own step size."""
+    starts = [initial_batch(b, config, input_shape, num_classes, group_size) for b in batches]
+    x = torch.cat([s[0] for s in starts]).to(device)  # (P*B, *input_shape)
+    y = torch.cat([s[1] for s in starts]).to(device)  # (P*B,)
+    if device.type == "cpu" and x.ndim == 4 and x.shape[1] == 1:
+        # Same values, other strides: one-channel images with channel-last strides are
+        # still contiguous, but the teacher's convolutions then run oneDNN's NHWC kernels
+        # instead of padding the single channel to 16 (a LeNet-5 step gets ~2x faster on
+        # CPU; benchmarks/throughput.py). Its activations become channel-last too, so a
+        # teacher that calls .view on them would fail: probe it and keep NCHW if it does.
+        x_cl = torch.empty_strided(x.shape, (x.stride(0), 1, x.stride(2), 1)).copy_(x)
+        try:
+            with torch.no_grad():
+                teacher(x_cl[:2])
+            x = x_cl
+        except RuntimeError:
+            pass
+    n, per_sample = len(batches), (-1,) + (1,) * len(input_shape)
+    eta = etas[batches].float().repeat_interleave(config.batch_size).to(device).view(per_sample)
+    langevin = config.method == "lake"
+    if langevin:
+        noise_gens = [torch.Generator(device).manual_seed(batch_seed(config.seed, b, "langevin"))
+                      for b in batches]
+        noise_scale = (2 * eta).sqrt()
+    if config.optimizer == "adam":
+        m1, m2 = torch.zeros_like(x), torch.zeros_like(x)
+        beta1, beta2, eps = 0.9, 0.999, 1e-8
+    first_bad = torch.full((n,), -1, dtype=torch.long, device=device)
+
+    for t in range(config.steps):
+        x.requires_grad_(True)
+        with _autocast(device, config.precision):
+            logits = teacher(x)
+        losses = synthesis_objective(logits, x, y, group_size, config, n)  # (P,)
+        (grad,) = torch.autograd.grad(losses.sum(), x)
+        x = x.detach()
+        if config.optimizer == "sgd":
+            x.sub_(eta * grad)
+        else:  # Adam with a per-sample learning rate, same formula as torch.optim.Adam
+            m1.lerp_(grad, 1 - beta1)
+            m2.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            bias1, bias2 = 1 - beta1 ** (t + 1), 1 - beta2 ** (t + 1)
+            x.sub_((eta / bias1) * m1 / (m2.sqrt() / math.sqrt(bias2) + eps))
+        if langevin:
+            noise = torch.cat([torch.randn((config.batch_size, *input_shape), generator=g, device=device)
+                               for g in noise_gens])
+            x.add_(noise_scale * noise)
+        bad = ~torch.isfinite(losses.detach())
+        first_bad = torch.where((first_bad < 0) & bad, torch.full_like(first_bad, t), first_bad)
+
+    # one host sync per group of batches, not per step
+    with torch.no_grad():
+        with _autocast(device, config.precision):
+            logits = teacher(x)
+        final = synthesis_objective(logits, x, y, group_size, config, n)
+    first_bad = torch.where((first_bad < 0) & ~torch.isfinite(final), config.steps, first_bad).cpu()
+    if (first_bad >= 0).any():
+        i = int(torch.nonzero(first_bad >= 0)[0])
+        raise NonFiniteLossError(
+            f"the synthesis loss became NaN/Inf in batch {batches[i]} (step size {etas[batches[i]]:.3g}) "
+            f"at step {int(first_bad[i])} of {config.steps}. Lower lr or the loss weights "
+            "(w_cls, w_contr, w_tv), or use precision='fp32'."
+        )
+    return SyntheticSet(
+        x=x.cpu().clone(memory_format=torch.contiguous_format),  # standard strides
+        soft_labels=logits.float().softmax(-1).cpu(),
+        labels=y.cpu(),
+        step_size=etas[batches].float().repeat_interleave(config.batch_size),
+    )
+
+
+def synthesize_reference(
+    teacher: Callable[[Tensor], Tensor],
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    config: SynthesisConfig | None = None,
+    *,
+    device: str | torch.device | None = None,
+) -> SyntheticSet:
+    """The readable definition: one mini-batch at a time with ``torch.optim``, fp32, eager.
+
+    :func:`synthesize` must give the same samples up to float rounding; the tests check it,
+    and ``benchmarks/throughput.py`` times it as the straightforward baseline.
+    """
+    config = config or SynthesisConfig()
+    group_size = config.validate(num_classes)
+    input_shape = tuple(input_shape)
+    device = _resolve_device(teacher, device)
+    check_teacher(teacher, input_shape, num_classes, device)
+    etas = step_sizes(config.num_batches, config.lr, config.lr_decades, config.schedule)
+    parts = []
+    for m in range(config.num_batches):
+        x0, y = initial_batch(m, config, input_shape, num_classes, group_size)
+        x = x0.to(device).requires_grad_(True)
+        y = y.to(device)
+        eta = float(etas[m].float())
+        optimizer = (torch.optim.SGD([x], lr=eta) if config.optimizer == "sgd"
+                     else torch.optim.Adam([x], lr=eta))
+        noise_gen = torch.Generator(device).manual_seed(batch_seed(config.seed, m, "langevin"))
+        for _ in range(config.steps):
+            logits = teacher(x)
+            loss = config.w_cls * classification_loss(logits, y, group_size)
+            loss = loss + config.w_contr * contrastive_loss(logits, y, group_size)
+            if config.w_tv:
+                loss = loss + config.w_tv * total_variation(x)
+            (x.grad,) = torch.autograd.grad(loss, x)  # leaves the teacher's .grad alone
+            optimizer.step()
+            if config.method == "lake":
+                with torch.no_grad():
+                    noise = torch.randn(x.shape, generator=noise_gen, device=device)
+                    x.add_(math.sqrt(2 * eta) * noise)
+        with torch.no_grad():
+            soft = teacher(x).softmax(-1)
+        parts.append(SyntheticSet(x.detach().cpu(), soft.cpu(), y.cpu(),
+                                  torch.full((len(x),), eta)))
+    return SyntheticSet.cat(parts).subset(slice(0, config.num_samples))

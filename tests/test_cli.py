@@ -1,0 +1,56 @@
+"""The command line end to end at smoke size (seconds on a CPU)."""
+import json
+
+import pytest
+
+from cake_mini import cli, data
+from cake_mini.experiments import EXPERIMENTS
+
+
+def test_list_names_every_experiment(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("toy2d", "digits", "fashion-mnist", "mnist", "cifar10-resnet"))
+
+
+@pytest.mark.parametrize("experiment", ["toy2d", "digits"])
+def test_run_writes_results_figure_and_models(tmp_path, experiment, capsys):
+    out = tmp_path / experiment
+    assert cli.main(["run", experiment, "--size", "smoke", "--out", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["size"] == "smoke" and results["seed"] == 0
+    for who in ("teacher", "student"):
+        assert 0.0 <= results[who]["test_accuracy"] <= 1.0
+    assert results["hardware"]["device"] == "cpu" and results["versions"]["torch"]
+    assert (out / "samples.png").stat().st_size > 1000
+    assert (out / "teacher.pt").exists() and (out / "student.pt").exists()
+    assert "student accuracy" in capsys.readouterr().out
+    # a second run reuses the teacher and the finished synthesis and gives the same student
+    assert cli.main(["run", experiment, "--size", "smoke", "--out", str(out), "--no-progress"]) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["student"]["test_accuracy"] == results["student"]["test_accuracy"]
+
+
+def test_cifar10_pipeline_on_explicit_stand_in_data(tmp_path):
+    out = tmp_path / "c10"
+    assert cli.main(["run", "cifar10-resnet", "--size", "smoke", "--stand-in", "--out", str(out),
+                     "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["stand_in_data"] is True
+    assert results["synthesis"]["steps"] == EXPERIMENTS["cifar10-resnet"].budgets["smoke"].steps
+
+
+def test_unknown_experiment_and_missing_data_are_clear(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["run", "imagenet"])
+    assert "choose one of" in capsys.readouterr().err
+    monkeypatch.setenv("CAKE_MINI_DATA", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(data, "DEBIAN_DIRS", {}, raising=False)
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(data, "_torchvision_download", offline)
+    assert cli.main(["run", "cifar10-resnet", "--size", "smoke", "--out", str(tmp_path / "x")]) == 2
+    assert "CAKE_MINI_DATA" in capsys.readouterr().err
