@@ -45,7 +45,7 @@ class Size:
 
 SIZES = {
     "smoke": Size(teacher_epochs=1, num_samples=1000, steps=10, student_epochs=2, kd_epochs=1),
-    "cpu": Size(teacher_epochs=15, num_samples=10_000, steps=128, student_epochs=30, kd_epochs=10),
+    "cpu": Size(teacher_epochs=15, num_samples=5_000, steps=64, student_epochs=20, kd_epochs=5),
     "paper": Size(teacher_epochs=15, num_samples=256_000, steps=256, student_epochs=30, kd_epochs=30),
 }
 
@@ -67,14 +67,16 @@ ROWS = [
     Row("kd-real", "KD on the real training images (upper bound; uses data)", inputs="real"),
     Row("noise", "N(0, I) inputs with the teacher's soft labels (lower bound)", inputs="noise"),
     Row("naive", "classification loss only (w_contr = w_tv = 0)", synthesis=dict(w_contr=0.0, w_tv=0.0)),
-    Row("cake", "CAKE as published (fashion-mnist preset, SGD, log-linear 0.1 -> 1e-5)"),
     Row("lake", "LAKE: CAKE + Langevin noise sqrt(2 eta) N(0, I)", synthesis=dict(method="lake")),
     Row("cake-no-contr", "CAKE without the contrastive term", synthesis=dict(w_contr=0.0)),
     Row("cake-no-tv", "CAKE without total variation", synthesis=dict(w_tv=0.0)),
+    Row("cake", "CAKE as published (fashion-mnist preset, SGD, log-linear 0.1 -> 1e-5)"),
     Row("cake-online", "CAKE + online teacher labels on shifted/flipped samples",
         distill=dict(augment="flip-shift"), online_teacher=True),
-    Row("cake-online-low-eta", "as cake-online, step sizes 1e-2 -> 1e-4",
-        synthesis=dict(lr=1e-2, lr_decades=2), distill=dict(augment="flip-shift"), online_teacher=True),
+    Row("cake-low-eta", "CAKE with step sizes 1e-2 -> 1e-4 only (samples stay near the data's range)",
+        synthesis=dict(lr=1e-2, lr_decades=2)),
+    Row("cake-online-mixup", "as cake-online, plus mixup of sample pairs (relabelled by the teacher)",
+        distill=dict(augment="flip-shift", mixup=True), online_teacher=True),
 ]
 
 
@@ -100,6 +102,9 @@ def teacher_for(size: Size, device: torch.device, log=print) -> tuple[torch.nn.M
     return teacher, info
 
 
+_SYNTHESIS_CACHE: dict[str, tuple[cm.SyntheticSet, float]] = {}
+
+
 def training_set(row: Row, size: Size, seed: int, teacher, device) -> tuple[Any, dict]:
     """The student's training set for ``row``: (x, soft labels) and what it cost."""
     if row.inputs == "real":
@@ -109,10 +114,14 @@ def training_set(row: Row, size: Size, seed: int, teacher, device) -> tuple[Any,
     else:
         config = cm.SynthesisConfig.preset("fashion-mnist", num_samples=size.num_samples, steps=size.steps,
                                            seed=seed, **row.synthesis)
-        t0 = time.perf_counter()
-        synthetic = cm.synthesize(teacher, SHAPE, CLASSES, config, device=device, progress=False)
-        return synthetic, {"synthesis": dataclasses.asdict(config),
-                           "synthesis_seconds": time.perf_counter() - t0,
+        key = json.dumps(dataclasses.asdict(config), sort_keys=True)
+        if key not in _SYNTHESIS_CACHE:  # rows that differ only in the student's training share samples
+            t0 = time.perf_counter()
+            synthetic = cm.synthesize(teacher, SHAPE, CLASSES, config, device=device, progress=False)
+            _SYNTHESIS_CACHE.clear()
+            _SYNTHESIS_CACHE[key] = synthetic, time.perf_counter() - t0
+        synthetic, seconds = _SYNTHESIS_CACHE[key]
+        return synthetic, {"synthesis": dataclasses.asdict(config), "synthesis_seconds": seconds,
                            "mean_abs_x": synthetic.x.abs().mean().item()}
     with torch.no_grad():
         soft = torch.cat([teacher(x[i:i + 2048].to(device)).softmax(-1).cpu() for i in range(0, len(x), 2048)])

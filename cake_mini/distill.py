@@ -40,6 +40,9 @@ class DistillConfig:
         augment: ``None``, ``"shift"`` (random translation by up to ``shift_pixels``)
             or ``"flip-shift"`` (also horizontal flips); images only.
         shift_pixels: largest translation of ``augment``.
+        mixup: mix each sample with another of its batch, ``x = u x_i + (1 - u) x_j`` with
+            ``u ~ U(0, 1)`` per sample; targets mix the same way, or are the teacher's
+            softmax on the mixed input when ``teacher=`` relabels online.
         temperature: divides the teacher's logits when ``teacher=`` relabels online.
         seed: data order, hold-out split and augmentation.
         precision: ``"auto"`` (bf16 autocast on CUDA, fp32 elsewhere), ``"fp32"``, ``"bf16"``.
@@ -55,6 +58,7 @@ class DistillConfig:
     val_fraction: float = 0.01
     augment: str | None = None
     shift_pixels: int = 2
+    mixup: bool = False
     temperature: float = 1.0
     seed: int = 0
     precision: str = "auto"
@@ -133,6 +137,20 @@ def augment_batch(x: Tensor, kind: str | None, shift: int, generator: torch.Gene
         cols = torch.where(flip, cols.flip(-1), cols)
     out = padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols]  # (N, H, W, C)
     return out.permute(0, 3, 1, 2).contiguous()
+
+
+def mix_batch(x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Mixup with a uniform weight per sample: each sample blends with a random partner.
+
+    ``target`` may be class indices ``(N,)`` (made one-hot) or probabilities ``(N, C)``.
+    """
+    n = len(x)
+    u = torch.rand(n, generator=generator).to(x.device)
+    partner = torch.randperm(n, generator=generator).to(x.device)
+    if target.ndim == 1:
+        target = torch.nn.functional.one_hot(target, num_classes).float()
+    mixed_x = u.view(-1, *[1] * (x.ndim - 1)) * x + (1 - u.view(-1, *[1] * (x.ndim - 1))) * x[partner]
+    return mixed_x, u[:, None] * target + (1 - u[:, None]) * target[partner]
 
 
 def _autocast(device: torch.device, precision: str):
@@ -215,6 +233,7 @@ def distill(
     if len(x) < 2:
         raise ValueError(f"need at least 2 training samples, got {len(x)}")
     x, target = x.to(device), target.to(device)
+    num_classes = target.shape[1] if target.ndim == 2 else int(target.max()) + 1
 
     generator = torch.Generator().manual_seed(config.seed)
     order = torch.randperm(len(x), generator=generator)
@@ -264,7 +283,10 @@ def distill(
         for i in range(0, len(perm), config.batch_size):
             idx = perm[i:i + config.batch_size]
             xb = augment_batch(x[idx], config.augment, config.shift_pixels, generator)
-            yb = targets_for(xb, target[idx])
+            yb = target[idx]
+            if config.mixup:
+                xb, yb = mix_batch(xb, yb, num_classes, generator)
+            yb = targets_for(xb, yb)
             with _autocast(device, config.precision):
                 loss = soft_cross_entropy(student(xb).float(), yb)
             optimizer.zero_grad(set_to_none=True)

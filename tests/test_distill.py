@@ -71,3 +71,13 @@ def test_bad_config_and_non_finite_loss():
     bad[0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match="lower config.lr"):
         cm.distill(nn.Linear(6, 3), (bad, y), cm.DistillConfig(epochs=1, val_fraction=0), progress=False)
+
+
+def test_mixup_blends_inputs_and_targets_alike():
+    from cake_mini.distill import mix_batch
+
+    x = torch.eye(4).view(4, 1, 2, 2)
+    y = torch.tensor([0, 1, 2, 3])
+    mixed_x, mixed_y = mix_batch(x, y, 4, torch.Generator().manual_seed(0))
+    assert torch.allclose(mixed_x.view(4, 4), mixed_y)  # x_i is one-hot of y_i, so the blends match
+    assert torch.allclose(mixed_y.sum(-1), torch.ones(4))
