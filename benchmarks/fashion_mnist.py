@@ -168,6 +168,7 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", default=[r.name for r in ROWS], choices=[r.name for r in ROWS])
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
+    parser.add_argument("--table-only", action="store_true", help="rewrite the markdown table from the JSON")
     args = parser.parse_args()
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -176,6 +177,11 @@ def main() -> None:
     slug = hw.get("gpu", f"cpu-{hw['cpu_threads']}threads").lower().replace(" ", "-")
     out = Path(args.out) if args.out else HERE / "results" / f"fashion-mnist-{args.size}-{slug}.json"
     results = json.loads(out.read_text()) if out.exists() else {"rows": {}}
+    if args.table_only:
+        table = summarise(results)
+        atomic_write_bytes(out.with_suffix(".md"), (table + "\n").encode())
+        print(table)
+        return
     teacher, teacher_info = teacher_for(size, device)
     results |= {"size": args.size, "settings": dataclasses.asdict(size), "hardware": hw, "hardware_slug": slug,
                 "teacher": teacher_info, "versions": versions(), "student_recipe": STUDENT_RECIPE}

@@ -7,6 +7,7 @@ teacher's training data: synthesise samples on the teacher's decision boundaries
 >>> import cake_mini
 >>> cfg = cake_mini.SynthesisConfig.preset("fashion-mnist", num_samples=10_000)
 """
+from . import sizes
 from .distill import DistillConfig, DistillResult, distill, evaluate, train_classifier
 from .losses import classification_loss, contrastive_loss, kd_loss, soft_cross_entropy, total_variation
 from .schedules import step_sizes

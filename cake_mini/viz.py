@@ -12,8 +12,8 @@ from torch import Tensor
 
 @torch.no_grad()
 def predict_grid(model: Callable[[Tensor], Tensor], extent: Sequence[float] = (-3, 3, -3, 3),
-                 resolution: int = 200) -> tuple[Tensor, Tensor, Tensor]:
-    """Class predicted at every point of a 2D grid: ``(xx, yy, classes)``, each ``(R, R)``."""
+                 resolution: int = 200):
+    """Class predicted at every point of a 2D grid: numpy arrays ``(xx, yy, classes)``, each ``(R, R)``."""
     x0, x1, y0, y1 = extent
     xs, ys = torch.linspace(x0, x1, resolution), torch.linspace(y0, y1, resolution)
     yy, xx = torch.meshgrid(ys, xs, indexing="ij")
