@@ -80,8 +80,8 @@ def plan(device: torch.device, quick: bool) -> dict:
         return {
             "lenet5": [dict(batch_size=500, steps=3, batches=4, parallel=[1, 2, 4])],
             # a ResNet-34 step costs ~20-40 ms per sample on 2 cores: tiny batches on CPU
-            "resnet34": [dict(batch_size=10, steps=1, batches=2, parallel=[2])],
-            "reps": 1, "distill": {"lenet5-half": 2048, "resnet18": 64}, "matmul": 1024,
+            "resnet34": [dict(batch_size=10, steps=1, batches=1, parallel=[1])],
+            "reps": 1, "distill": {"lenet5-half": 2048, "resnet18": 32}, "matmul": 1024,
         }
     return {
         "lenet5": [dict(batch_size=500, steps=8, batches=16, parallel=[1, 2, 4, 8, 16]),
@@ -140,10 +140,15 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def loadavg() -> list[float] | None:
+    """1, 5 and 15 minute load averages: above the core count, timings are unreliable."""
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
 def hardware(device: torch.device) -> dict:
     info = {"device": str(device), "cpu": cpu_name(), "cpu_cores": cpu_cores(),
             "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-            "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+            "loadavg_start": loadavg()}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info |= {"gpu": props.name, "gpu_memory_gib": round(props.total_memory / GiB, 1),
@@ -185,8 +190,7 @@ def step_flops(teacher, shape, cfg: cm.SynthesisConfig, device: torch.device) ->
     # FlopCounterMode's module hooks reject autograd.grad(); backward() on a frozen copy of
     # the teacher computes the same thing: gradients for x only, none for the weights.
     frozen = copy.deepcopy(teacher).requires_grad_(False)
-    k = cfg.group_size or 10
-    n = 2 * k
+    n = k = cfg.group_size or 10
     x = torch.randn(n, *shape, device=device, requires_grad=True)
     y = torch.arange(n, device=device) % 10
     with FlopCounterMode(display=False) as counter:
@@ -210,12 +214,16 @@ def synthesis_throughput(name: str, runs: list[dict], reps: int, device: torch.d
         work = row["num_samples"] * run["steps"]
         for p in run["parallel"]:
             cfg = config_for(name, run, p)
+            s = None
             try:
                 s = timed(lambda: cm.synthesize(teacher, shape, 10, cfg, device=device, progress=False),
                           device, reps)
             except torch.cuda.OutOfMemoryError:
+                pass
+            if s is None:  # outside the except block, so that the failed call's tensors are freed
                 row["parallel_batches"][str(p)] = "out of memory"
                 torch.cuda.empty_cache()
+                log(f"  {name} B={run['batch_size']} P={p:<3d}: out of memory")
                 continue
             row["parallel_batches"][str(p)] = work / s
             log(f"  {name} B={run['batch_size']} P={p:<3d}: {work / s:10.0f} sample-steps/s")
@@ -232,7 +240,11 @@ def synthesis_throughput(name: str, runs: list[dict], reps: int, device: torch.d
         log(f"  {name} B={run['batch_size']} reference: {row['reference']:10.0f} sample-steps/s "
             f"-> fast path x{row['speedup_vs_reference']:.2f}")
         out["runs"].append(row)
-    best = max(out["runs"], key=lambda r: r["best"])
+    # the summary (and the paper projection) uses the preset's batch size where it was run:
+    # the batch size is part of the method, parallel_batches only of the implementation
+    preset_b = cm.SynthesisConfig.preset(preset).batch_size
+    same = [r for r in out["runs"] if r["batch_size"] == preset_b]
+    best = max(same or out["runs"], key=lambda r: r["best"])
     out |= {k: best[k] for k in ("best", "best_parallel_batches", "reference", "speedup_vs_reference",
                                  "achieved_flops_per_s", "fraction_of_peak")}
     out["best_batch_size"] = best["batch_size"]
@@ -283,7 +295,8 @@ def distill_throughput(student_name: str, n: int, device: torch.device, reps: in
         student = make_model(student_name, in_channels=shape[0]).to(device)
         cm.distill(student, dataset, cfg, device=device, progress=False)
 
-    run(torch.utils.data.TensorDataset(x[:512], soft[:512]))  # warm-up
+    warm = min(512, n // 4)
+    run(torch.utils.data.TensorDataset(x[:warm], soft[:warm]))  # warm-up
     seconds = timed(lambda: run(data), device, reps)
     return {"student": student_name, "input_shape": list(shape), "samples": n, "epochs": 1,
             "batch_size": cfg.batch_size, "samples_per_s": n / seconds}
@@ -317,12 +330,26 @@ def _memprobe(name: str, n: int) -> None:
     shape, preset = TEACHERS[name]
     teacher = teacher_for(name, torch.device("cpu"))
     cfg = cm.SynthesisConfig.preset(preset, num_samples=n, batch_size=n, steps=1, parallel_batches=1)
-    cm.synthesize(teacher, shape, 10, cfg.replace(num_samples=10, batch_size=10), progress=False)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # warm-up on 2 samples, so that its high-water mark stays below the measured call's
+    cm.synthesize(teacher, shape, 10, cfg.replace(num_samples=2, batch_size=2, group_size=2), progress=False)
+    with contextlib.suppress(OSError):  # Linux: reset the high-water mark to the current RSS
+        Path("/proc/self/clear_refs").write_text("5")
+    before = peak_rss()
     cm.synthesize(teacher, shape, 10, cfg, progress=False)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"rss_growth_bytes": peak_rss() - before}))
+
+
+def peak_rss() -> int:
+    """Peak resident memory of this process in bytes.
+
+    Linux: VmHWM of /proc/self/status, which /proc/self/clear_refs resets. getrusage's
+    ru_maxrss cannot be reset and, in a child, starts at the parent's peak (it is
+    inherited through fork). Elsewhere: ru_maxrss."""
+    with contextlib.suppress(OSError, StopIteration):
+        line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM"))
+        return int(line.split()[1]) * 1024
     unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    print(json.dumps({"rss_growth_bytes": (after - before) * unit}))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit
 
 
 def memory_cpu(name: str, sizes: list[int]) -> dict:
@@ -338,7 +365,7 @@ def memory_cpu(name: str, sizes: list[int]) -> dict:
     fixed = max(0.0, my - slope * mx)
     preset = cm.SynthesisConfig.preset(TEACHERS[name][1])
     chunk = preset.parallel_batches * preset.batch_size
-    return {"kind": "RSS growth (resource.getrusage ru_maxrss), fresh process per size, fp32",
+    return {"kind": "peak RSS growth of one synthesize() call, fresh process per size, fp32",
             "teacher": name, "rss_growth_bytes": {str(k): v for k, v in growth.items()},
             "bytes_per_sample": slope, "fixed_bytes": fixed,
             "parallel_batches": preset.parallel_batches, "batch_size": preset.batch_size,
@@ -368,7 +395,8 @@ def human_time(seconds: float) -> str:
 def table(res: dict) -> str:
     peak = res["peak"]["flops_per_s"]
     rows = [("machine", f"{res['hardware'].get('gpu', res['hardware']['cpu'])}",
-             f"{res['hardware']['torch_threads']} torch threads, load {res['hardware']['loadavg_start']}"),
+             f"{res['hardware']['cpu_cores']} cores, {res['hardware']['torch_threads']} torch threads, "
+             f"load average {res['hardware']['loadavg_start']} -> {res['hardware']['loadavg_end']}"),
             (f"peak ({res['peak']['dtype']} matmul {res['peak']['n']}^3)", f"{peak / 1e9:.1f} GFLOP/s", "1.00")]
     for name, s in res["synthesis"].items():
         for run in s["runs"]:
@@ -435,42 +463,65 @@ def main(argv: list[str] | None = None) -> dict:
     log(f"device {device}: {res['hardware'].get('gpu', res['hardware']['cpu'])}, "
         f"{torch.get_num_threads()} torch threads")
 
+    sections = res["section_seconds"] = {}
+    mark = time.perf_counter()
+
+    def lap(name):
+        nonlocal mark
+        sections[name] = round(time.perf_counter() - mark, 1)
+        mark = time.perf_counter()
+
     res["peak"] = peak_matmul(device, p["matmul"])
+    lap("peak")
     peak = res["peak"]["flops_per_s"]
     log(f"peak {res['peak']['dtype']} matmul: {peak / 1e9:.1f} GFLOP/s")
 
-    res["synthesis"] = {name: synthesis_throughput(name, p[name], p["reps"], device, peak, log)
-                        for name in TEACHERS}
+    res["synthesis"] = {}
+    for name in TEACHERS:
+        res["synthesis"][name] = synthesis_throughput(name, p[name], p["reps"], device, peak, log)
+        lap(f"synthesis {name}")
     res["projection"] = {}
     for paper, (name, samples, steps) in PAPER.items():
         s = res["synthesis"][name]
         res["projection"][paper] = {
             "teacher": name, "samples": samples, "steps": steps,
             "fast_seconds": samples * steps / s["best"], "reference_seconds": samples * steps / s["reference"],
-            "from": f"best measured sample-steps/s at B={s['best_batch_size']}, P={s['best_parallel_batches']}"}
+            "from": f"best measured sample-steps/s at B={s['best_batch_size']}, P={s['best_parallel_batches']}"
+                    + ("" if s["best_batch_size"] == 500 else " (the paper uses B=500; per-sample cost barely "
+                                                                "depends on B at these sizes)")}
 
     res["layout_probe"] = {"lenet5": layout_probe("lenet5", 500 if args.quick else 1000, device, p["reps"])}
     if device.type == "cuda":
         res["layout_probe"]["resnet34"] = layout_probe("resnet34", 500 if args.quick else 1000, device, p["reps"])
+    lap("layout probe")
 
     log("distillation ...")
     res["distill"] = {name: distill_throughput(name, n, device, p["reps"]) for name, n in p["distill"].items()}
     for d in res["distill"].values():
         log(f"  distill {d['student']}: {d['samples_per_s']:.0f} samples/s")
+    lap("distill")
 
     log("memory ...")
     if device.type == "cuda":
         res["memory"] = memory_cuda(device)
     else:
         res["memory"] = memory_cpu("resnet34", [10, 20] if args.quick else [10, 40, 80])
-    res["hardware"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    lap("memory")
+    res["hardware"]["loadavg_end"] = loadavg()
     res["seconds"] = time.perf_counter() - t_start
 
-    out = Path(args.out or f"benchmarks/results/throughput-{res['hardware']['slug']}"
-               f"{'-quick' if args.quick else ''}.json")
+    # busy: another process held a core when we started, or more than one beside ours at the end
+    start, end, cores = res["hardware"]["loadavg_start"], res["hardware"]["loadavg_end"], cpu_cores()
+    busy = bool(start and end and (start[0] >= 1.0 or end[0] > cores + 1))
+    res["busy_machine"] = busy
+    print(table(res))
+    if busy:
+        print(f"\nWARNING: load average {start} at the start, {end} at the end on {cores} cores: other "
+              "processes competed for the CPU and these timings are unreliable (multi-threaded ones most).")
+    out = Path(args.out or Path(__file__).resolve().parent / "results" /
+               f"throughput-{res['hardware']['slug']}{'-quick' if args.quick else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2, default=str) + "\n")
-    print(table(res))
     print(f"\nwrote {out} in {res['seconds']:.0f} s")
     return res
 

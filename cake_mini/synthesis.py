@@ -84,10 +84,14 @@ class SynthesisConfig:
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
-        # 256 steps x 512 batches of 500 = 256k samples; the MNIST-type weights
-        "mnist": dict(num_samples=256_000, batch_size=500, steps=256, w_cls=1e3, w_contr=1e-3, w_tv=1e7),
-        "fashion-mnist": dict(num_samples=256_000, batch_size=500, steps=256, w_cls=1e3, w_contr=1e-3, w_tv=1e7),
-        # 256 steps x 500 batches of 500 = 250k samples; ResNet activations need smaller groups of batches
+        # 256 steps x 512 batches of 500 = 256k samples; the MNIST-type weights. 4 x 500 samples
+        # per step: on CPU 1-2k samples per step are fastest (benchmarks/throughput.py)
+        "mnist": dict(num_samples=256_000, batch_size=500, steps=256, w_cls=1e3, w_contr=1e-3, w_tv=1e7,
+                      parallel_batches=4),
+        "fashion-mnist": dict(num_samples=256_000, batch_size=500, steps=256, w_cls=1e3, w_contr=1e-3, w_tv=1e7,
+                              parallel_batches=4),
+        # 256 steps x 500 batches of 500 = 250k samples; ResNet-34 holds ~10 MB per sample in fp32,
+        # so 2 x 500 samples (~10 GB) still fit a 16 GB T4 (benchmarks/throughput.py)
         "cifar10": dict(num_samples=250_000, batch_size=500, steps=256, parallel_batches=2),
         "svhn": dict(num_samples=250_000, batch_size=500, steps=256, parallel_batches=2),
     }

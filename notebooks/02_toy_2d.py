@@ -32,7 +32,7 @@
 try:
     import cake_mini
 except ImportError:
-    # %pip install -q "cake_mini @ git+https://github.com/cake-mini/cake_mini"
+    # %pip install -q cake_mini
     import cake_mini
 
 import math
