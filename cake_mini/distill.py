@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .checkpoint import RunDirectory, fingerprint, tensor_fingerprint
+from .precision import PRECISIONS, autocast
 from .losses import soft_cross_entropy
 
 
@@ -45,7 +46,8 @@ class DistillConfig:
             softmax on the mixed input when ``teacher=`` relabels online.
         temperature: divides the teacher's logits when ``teacher=`` relabels online.
         seed: data order, hold-out split and augmentation.
-        precision: ``"auto"`` (bf16 autocast on CUDA, fp32 elsewhere), ``"fp32"``, ``"bf16"``.
+        precision: ``"auto"`` (bf16 autocast on CUDA cards with bf16 tensor cores, fp32
+            elsewhere; see ``precision.py``), ``"fp32"``, ``"bf16"``.
     """
 
     epochs: int = 30
@@ -78,8 +80,8 @@ class DistillConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.augment not in self.AUGMENTS:
             raise ValueError(f"augment must be one of {self.AUGMENTS}, got {self.augment!r}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
 @dataclass
@@ -153,14 +155,6 @@ def mix_batch(x: Tensor, target: Tensor, num_classes: int, generator: torch.Gene
     return mixed_x, u[:, None] * target + (1 - u[:, None]) * target[partner]
 
 
-def _autocast(device: torch.device, precision: str):
-    import contextlib
-
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _default_device(model: nn.Module, device) -> torch.device:
     if device is not None:
         return torch.device(device)
@@ -190,7 +184,7 @@ def evaluate(model: Callable[[Tensor], Tensor], dataset, *, device: str | torch.
     device = torch.device(device or "cpu")
     correct = 0
     for i in range(0, len(x), batch_size):
-        with _autocast(device, "auto"):
+        with autocast(device, "auto"):
             logits = model(x[i:i + batch_size].to(device))
         correct += (logits.argmax(-1).cpu() == y[i:i + batch_size].cpu()).sum().item()
     if was_training:
@@ -267,7 +261,7 @@ def distill(
     def targets_for(xb: Tensor, stored: Tensor) -> Tensor:
         if teacher is None:
             return stored
-        with torch.no_grad(), _autocast(device, config.precision):
+        with torch.no_grad(), autocast(device, config.precision):
             return (teacher(xb).float() / config.temperature).softmax(-1)
 
     epochs = range(start_epoch, config.epochs)
@@ -287,7 +281,7 @@ def distill(
             if config.mixup:
                 xb, yb = mix_batch(xb, yb, num_classes, generator)
             yb = targets_for(xb, yb)
-            with _autocast(device, config.precision):
+            with autocast(device, config.precision):
                 loss = soft_cross_entropy(student(xb).float(), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -324,7 +318,7 @@ def _validate(model: nn.Module, x: Tensor, target: Tensor, device, precision) ->
     model.eval()
     losses, agree = [], []
     for i in range(0, len(x), 1024):
-        with _autocast(device, precision):
+        with autocast(device, precision):
             logits = model(x[i:i + 1024]).float()
         t = target[i:i + 1024]
         losses.append(soft_cross_entropy(logits, t, reduction="sum"))

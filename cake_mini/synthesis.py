@@ -20,7 +20,6 @@ Reference: Braun, Mundt, Kersting, AISTATS 2024 (arXiv:2306.02090).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import math
@@ -32,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .checkpoint import RunDirectory, atomic_save, fingerprint, safe_load
+from .precision import PRECISIONS, autocast
 from .losses import classification_loss, contrastive_loss, total_variation
 from .schedules import SCHEDULES, step_sizes
 
@@ -59,7 +59,8 @@ class SynthesisConfig:
         seed: all randomness of batch ``m`` derives from ``(seed, m)``.
         parallel_batches: mini-batches optimised together (speed and memory only; the
             result is the same up to float rounding).
-        precision: ``"auto"`` (bf16 autocast on CUDA, fp32 elsewhere), ``"fp32"`` or ``"bf16"``.
+        precision: ``"auto"`` (bf16 autocast on CUDA cards with bf16 tensor cores, fp32
+            elsewhere; see ``precision.py``), ``"fp32"`` or ``"bf16"``.
     """
 
     # budget
@@ -133,7 +134,7 @@ class SynthesisConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         choices = {"method": ("cake", "lake"), "optimizer": ("sgd", "adam"),
-                   "schedule": SCHEDULES, "precision": ("auto", "fp32", "bf16")}
+                   "schedule": SCHEDULES, "precision": PRECISIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -233,11 +234,6 @@ def initial_batch(batch: int, config: SynthesisConfig, input_shape: tuple[int, .
     return x, labels.reshape(-1)
 
 
-def _autocast(device: torch.device, precision: str):
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if use_bf16:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _resolve_device(teacher: Callable, device: str | torch.device | None) -> torch.device:
@@ -410,7 +406,7 @@ def _optimize_batches(teacher, batches: list[int], etas: Tensor, config: Synthes
 
     for t in range(config.steps):
         x.requires_grad_(True)
-        with _autocast(device, config.precision):
+        with autocast(device, config.precision):
             logits = teacher(x)
         losses = synthesis_objective(logits, x, y, group_size, config, n)  # (P,)
         (grad,) = torch.autograd.grad(losses.sum(), x)
@@ -431,7 +427,7 @@ def _optimize_batches(teacher, batches: list[int], etas: Tensor, config: Synthes
 
     # one host sync per group of batches, not per step
     with torch.no_grad():
-        with _autocast(device, config.precision):
+        with autocast(device, config.precision):
             logits = teacher(x)
         final = synthesis_objective(logits, x, y, group_size, config, n)
     first_bad = torch.where((first_bad < 0) & ~torch.isfinite(final), config.steps, first_bad).cpu()
