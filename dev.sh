@@ -62,6 +62,9 @@ run)
 test)
     setup test
     export PATH="$PWD/$VENV/bin:$PATH" PYTHON="$PWD/$VENV/bin/python" CAKE_MINI_SIZE=smoke
+    # Smoke-size models are tiny: one thread per process is as fast, and several processes
+    # (kernels, the resume tests' workers) then never fight over the cores.
+    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
     [ -d "$VENV/mathjax/node_modules/mathjax/es5" ] && export CAKE_MINI_MATHJAX_DIR="$PWD/$VENV/mathjax/node_modules/mathjax/es5"
     echo "== book: build every chapter at smoke size"
     bash scripts/build_book.sh
