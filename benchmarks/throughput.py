@@ -43,6 +43,7 @@ import torch
 
 import cake_mini as cm
 from cake_mini.models import make_model
+from cake_mini.precision import autocast, uses_bf16
 from cake_mini.synthesis import synthesis_objective
 
 warnings.filterwarnings("ignore", message=".*TF32.*")
@@ -173,8 +174,11 @@ def versions() -> dict:
 
 
 def peak_matmul(device: torch.device, n: int, reps: int = 5) -> dict:
-    """The machine's own yardstick: best FLOP/s of an n^3 matmul (fp32 on CPU, bf16 on GPU)."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    """The machine's own yardstick: best FLOP/s of an n^3 matmul: fp32 on CPU, bf16 on GPUs with
+    bf16 tensor cores, fp16 on older ones (a T4 has fp16 tensor cores only)."""
+    dtype = torch.float32
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     inner = 10 if device.type == "cuda" else 1
@@ -212,24 +216,34 @@ def synthesis_throughput(name: str, runs: list[dict], reps: int, device: torch.d
         row = {"batch_size": run["batch_size"], "steps": run["steps"],
                "num_samples": run["batch_size"] * run["batches"], "parallel_batches": {}}
         work = row["num_samples"] * run["steps"]
-        for p in run["parallel"]:
-            cfg = config_for(name, run, p)
-            s = None
-            try:
-                s = timed(lambda: cm.synthesize(teacher, shape, 10, cfg, device=device, progress=False),
-                          device, reps)
-            except torch.cuda.OutOfMemoryError:
-                pass
-            if s is None:  # outside the except block, so that the failed call's tensors are freed
-                row["parallel_batches"][str(p)] = "out of memory"
-                torch.cuda.empty_cache()
-                log(f"  {name} B={run['batch_size']} P={p:<3d}: out of memory")
-                continue
-            row["parallel_batches"][str(p)] = work / s
-            log(f"  {name} B={run['batch_size']} P={p:<3d}: {work / s:10.0f} sample-steps/s")
-        cfg = config_for(name, run, 1)
-        s = timed(lambda: cm.synthesize_reference(teacher, shape, 10, cfg, device=device), device, reps)
-        row["reference"] = work / s
+        # configs interleaved within each repetition, so that a busy spell hits all alike
+        best = {p: math.inf for p in run["parallel"]} | {"reference": math.inf}
+        for _ in range(reps):
+            for p in best:
+                if best[p] is None:  # ran out of memory before
+                    continue
+                if p == "reference":
+                    cfg = config_for(name, run, 1)
+                    call = lambda: cm.synthesize_reference(teacher, shape, 10, cfg, device=device)  # noqa: E731
+                else:
+                    cfg = config_for(name, run, p)
+                    call = lambda: cm.synthesize(teacher, shape, 10, cfg, device=device, progress=False)  # noqa: E731
+                s = None
+                try:
+                    s = timed(call, device, 1)
+                except torch.cuda.OutOfMemoryError:
+                    pass
+                if s is None:  # outside the except block, so that the failed call's tensors are freed
+                    best[p] = None
+                    torch.cuda.empty_cache()
+                    continue
+                best[p] = min(best[p], s)
+        ref = best.pop("reference")
+        row["reference"] = work / ref if ref else math.nan
+        for p, s in best.items():
+            row["parallel_batches"][str(p)] = "out of memory" if s is None else work / s
+            log(f"  {name} B={run['batch_size']} P={p:<3d}: "
+                + ("out of memory" if s is None else f"{work / s:10.0f} sample-steps/s"))
         ok = {int(p): v for p, v in row["parallel_batches"].items() if not isinstance(v, str)}
         row["best_parallel_batches"] = max(ok, key=ok.get)
         row["best"] = ok[row["best_parallel_batches"]]
@@ -251,7 +265,7 @@ def synthesis_throughput(name: str, runs: list[dict], reps: int, device: torch.d
     return out
 
 
-def layout_probe(name: str, n: int, device: torch.device, reps: int) -> dict:
+def layout_probe(name: str, n: int, device: torch.device, rounds: int) -> dict:
     """One synthesis step (forward, loss, input gradient) with NCHW vs channel-last inputs.
 
     synthesize() stores one-channel images channel-last on CPU; this records what that
@@ -265,19 +279,20 @@ def layout_probe(name: str, n: int, device: torch.device, reps: int) -> dict:
     else:
         x_cl = x.contiguous(memory_format=torch.channels_last)
     y = torch.arange(n, device=device) % 10
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                else contextlib.nullcontext())
-
     def step(x0):
         xx = x0.detach().requires_grad_(True)
-        with autocast:
+        with autocast(device, "auto"):  # as synthesize() with precision="auto"
             logits = teacher(xx)
         torch.autograd.grad(synthesis_objective(logits, xx, y, 10, cfg, 1).sum(), xx)
 
-    result = {"samples": n}
-    for label, tensor in (("nchw", x), ("channels_last", x_cl)):
+    layouts = {"nchw": x, "channels_last": x_cl}
+    best = dict.fromkeys(layouts, math.inf)
+    for tensor in layouts.values():
         step(tensor)
-        result[label] = n / timed(lambda: step(tensor), device, reps)
+    for _ in range(rounds):  # interleaved, so that a busy spell hits both layouts alike
+        for label, tensor in layouts.items():
+            best[label] = min(best[label], timed(lambda: step(tensor), device, 1))
+    result = {"samples": n, "rounds": rounds} | {label: n / t for label, t in best.items()}
     result["channels_last_speedup"] = result["channels_last"] / result["nchw"]
     return result
 
@@ -303,25 +318,31 @@ def distill_throughput(student_name: str, n: int, device: torch.device, reps: in
 
 
 def memory_cuda(device: torch.device) -> dict:
-    """Peak CUDA memory of the cifar10 preset (ResNet-34, batch 500) at its parallel_batches."""
+    """Peak CUDA memory of the cifar10 preset (ResNet-34, batch 500) at its parallel_batches.
+
+    Measured with precision="auto" and, where that means bf16, again in fp32: a T4 runs
+    "auto" in fp32, so its fit uses the fp32 bytes per sample."""
     teacher = teacher_for("resnet34", device)
     preset = cm.SynthesisConfig.preset("cifar10")
-    peaks = {}
-    for p in sorted({1, preset.parallel_batches}):
-        cfg = preset.replace(num_samples=p * preset.batch_size, steps=2, parallel_batches=p)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        cm.synthesize(teacher, (3, 32, 32), 10, cfg, device=device, progress=False)
-        peaks[p] = torch.cuda.max_memory_allocated(device) - base
-    p = preset.parallel_batches
-    per_sample = ((peaks[p] - peaks[1]) / ((p - 1) * preset.batch_size) if p > 1
-                  else peaks[1] / preset.batch_size)
-    fixed = max(0.0, peaks[1] - per_sample * preset.batch_size)
-    return {"kind": "torch.cuda.max_memory_allocated", "precision": preset.precision,
-            "parallel_batches": p, "batch_size": preset.batch_size,
-            "peak_bytes": peaks[p], "peak_bytes_parallel_1": peaks[1],
-            "bytes_per_sample": per_sample, "fixed_bytes": fixed} | t4_fit(per_sample, fixed, preset)
+    p, b = preset.parallel_batches, preset.batch_size
+    out = {"kind": "torch.cuda.max_memory_allocated", "parallel_batches": p, "batch_size": b}
+    for precision in ["auto"] + (["fp32"] if uses_bf16(device, "auto") else []):
+        peaks = {}
+        for q in sorted({1, p}):
+            cfg = preset.replace(num_samples=q * b, steps=2, parallel_batches=q, precision=precision)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            cm.synthesize(teacher, (3, 32, 32), 10, cfg, device=device, progress=False)
+            peaks[q] = torch.cuda.max_memory_allocated(device) - base
+        per_sample = (peaks[p] - peaks[1]) / ((p - 1) * b) if p > 1 else peaks[1] / b
+        label = "bf16 autocast" if uses_bf16(device, precision) else "fp32"
+        out[label] = {"peak_bytes": peaks[p], "peak_bytes_parallel_1": peaks[1], "bytes_per_sample": per_sample,
+                      "fixed_bytes": max(0.0, peaks[1] - per_sample * b)}
+        if precision == "auto":
+            out |= {"precision": label} | out[label]
+    fp32 = out["fp32"]
+    return out | t4_fit(fp32["bytes_per_sample"], fp32["fixed_bytes"], preset)
 
 
 def _memprobe(name: str, n: int) -> None:
@@ -392,6 +413,10 @@ def human_time(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def num(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+
 def table(res: dict) -> str:
     peak = res["peak"]["flops_per_s"]
     rows = [("machine", f"{res['hardware'].get('gpu', res['hardware']['cpu'])}",
@@ -400,25 +425,28 @@ def table(res: dict) -> str:
             (f"peak ({res['peak']['dtype']} matmul {res['peak']['n']}^3)", f"{peak / 1e9:.1f} GFLOP/s", "1.00")]
     for name, s in res["synthesis"].items():
         for run in s["runs"]:
-            sweep = ", ".join(f"P={p}: {v:.0f}" if not isinstance(v, str) else f"P={p}: {v}"
+            sweep = ", ".join(f"P={p}: {num(v)}" if not isinstance(v, str) else f"P={p}: {v}"
                               for p, v in run["parallel_batches"].items())
             rows.append((f"synthesis {name}, B={run['batch_size']}, {run['steps']} steps",
-                         f"{run['best']:.0f} sample-steps/s (P={run['best_parallel_batches']})",
+                         f"{num(run['best'])} sample-steps/s (P={run['best_parallel_batches']})",
                          f"{run['fraction_of_peak']:.4f} of peak; sweep {sweep}"))
-            rows.append((f"  reference loop, same config", f"{run['reference']:.0f} sample-steps/s",
+            rows.append(("  reference loop, same config", f"{num(run['reference'])} sample-steps/s",
                          f"fast path x{run['speedup_vs_reference']:.2f}; "
                          f"{run['reference_fraction_of_peak']:.4f} of peak"))
         rows.append((f"  FLOPs per sample-step ({name})", f"{s['flops_per_sample_step'] / 1e6:.2f} MFLOP",
                      f"achieved {s['achieved_flops_per_s'] / 1e9:.2f} GFLOP/s"))
     for name, d in res["distill"].items():
-        rows.append((f"distill {name}, {d['samples']} samples, 1 epoch", f"{d['samples_per_s']:.0f} samples/s", ""))
+        rows.append((f"distill {name}, {d['samples']} samples, 1 epoch", f"{num(d['samples_per_s'])} samples/s", ""))
     for name, p in res["projection"].items():
         rows.append((f"projected {name}: {p['samples']:,} x {p['steps']} steps", human_time(p["fast_seconds"]),
                      f"reference loop {human_time(p['reference_seconds'])}"))
     m = res["memory"]
     if "peak_bytes" in m:
-        rows.append((f"peak memory cifar10 preset (P={m['parallel_batches']})", f"{m['peak_bytes'] / GiB:.2f} GiB",
-                     f"{m['bytes_per_sample'] / 2**20:.1f} MiB/sample; T4 fits P <= {m['t4_max_parallel_batches']}"))
+        rows.append((f"peak memory cifar10 preset (P={m['parallel_batches']}, {m['precision']})",
+                     f"{m['peak_bytes'] / GiB:.2f} GiB",
+                     f"{m['bytes_per_sample'] / 2**20:.1f} MiB/sample; fp32 "
+                     f"{m['fp32']['bytes_per_sample'] / 2**20:.1f} MiB/sample: a T4 (fp32) fits "
+                     f"P <= {m['t4_max_parallel_batches']}"))
     else:
         rows.append((f"peak memory {m['teacher']} (CPU RSS, fp32)",
                      f"{m['bytes_per_sample'] / 2**20:.2f} MiB/sample",
@@ -428,7 +456,7 @@ def table(res: dict) -> str:
     for name, lp in res.get("layout_probe", {}).items():
         rows.append((f"layout {name}, {lp['samples']} samples, one step",
                      f"channels-last x{lp['channels_last_speedup']:.2f}",
-                     f"NCHW {lp['nchw']:.0f}, channels-last {lp['channels_last']:.0f} sample-steps/s"))
+                     f"NCHW {num(lp['nchw'])}, channels-last {num(lp['channels_last'])} sample-steps/s"))
     lines = ["| measure | value | note |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return "\n".join(lines)
@@ -459,7 +487,9 @@ def main(argv: list[str] | None = None) -> dict:
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     p = plan(device, args.quick)
     res = {"benchmark": "throughput", "quick": args.quick, "hardware": hardware(device),
-           "versions": versions(), "plan": p}
+           "versions": versions(), "plan": p,
+           "synthesis_precision": "bf16 autocast" if uses_bf16(device, "auto") else "fp32",
+           "reference_precision": "fp32"}
     log(f"device {device}: {res['hardware'].get('gpu', res['hardware']['cpu'])}, "
         f"{torch.get_num_threads()} torch threads")
 
@@ -490,9 +520,10 @@ def main(argv: list[str] | None = None) -> dict:
                     + ("" if s["best_batch_size"] == 500 else " (the paper uses B=500; per-sample cost barely "
                                                                 "depends on B at these sizes)")}
 
-    res["layout_probe"] = {"lenet5": layout_probe("lenet5", 500 if args.quick else 1000, device, p["reps"])}
+    n, rounds = (500, 3) if args.quick else (1000, 6)
+    res["layout_probe"] = {"lenet5": layout_probe("lenet5", n, device, rounds)}
     if device.type == "cuda":
-        res["layout_probe"]["resnet34"] = layout_probe("resnet34", 500 if args.quick else 1000, device, p["reps"])
+        res["layout_probe"]["resnet34"] = layout_probe("resnet34", n, device, rounds)
     lap("layout probe")
 
     log("distillation ...")
