@@ -151,7 +151,8 @@ def mix_batch(x: Tensor, target: Tensor, num_classes: int, generator: torch.Gene
     partner = torch.randperm(n, generator=generator).to(x.device)
     if target.ndim == 1:
         target = torch.nn.functional.one_hot(target, num_classes).float()
-    mixed_x = u.view(-1, *[1] * (x.ndim - 1)) * x + (1 - u.view(-1, *[1] * (x.ndim - 1))) * x[partner]
+    weight = u.view(-1, *[1] * (x.ndim - 1))
+    mixed_x = weight * x + (1 - weight) * x[partner]
     return mixed_x, u[:, None] * target + (1 - u[:, None]) * target[partner]
 
 

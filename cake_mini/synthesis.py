@@ -234,8 +234,6 @@ def initial_batch(batch: int, config: SynthesisConfig, input_shape: tuple[int, .
     return x, labels.reshape(-1)
 
 
-
-
 def _resolve_device(teacher: Callable, device: str | torch.device | None) -> torch.device:
     params = list(teacher.parameters()) if isinstance(teacher, nn.Module) else []
     own = params[0].device if params else None
