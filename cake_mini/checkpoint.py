@@ -97,8 +97,11 @@ def fingerprint(teacher: Any) -> str:
     A bound method of a module (``model.forward``): that module's fingerprint and the
     method's name. Any other callable: its qualified name plus the fingerprints of modules
     it closes over; a plain function's code is not hashed, so give it a new name (or use a
-    new directory) when you change what it computes.
+    new directory) when you change what it computes. An object with a ``cake_fingerprint()``
+    method (e.g. :class:`cake_mini.blackbox.BlackBoxTeacher`) gives its own.
     """
+    if callable(getattr(teacher, "cake_fingerprint", None)):
+        return teacher.cake_fingerprint()
     h = hashlib.sha256()
     if isinstance(teacher, nn.Module):
         for name, tensor in teacher.state_dict().items():
@@ -141,41 +144,54 @@ class RunDirectory:
     lists its SHA-256. Saving a name again (a per-epoch checkpoint) writes the new version
     next to the old one (``NAME`` and ``NAME.alt.pt`` take turns), updates the manifest, then
     deletes the old one, so a kill at any moment leaves a listed, intact version.
+
+    Several processes may write one directory (the ranks of a ``torchrun`` job): each passes
+    its own ``writer`` name and keeps its own ``manifest.WRITER.json``, and every process
+    reads all manifests, so a shard finished by any of them counts for all (:meth:`refresh`
+    re-reads them). Processes must write different shard names.
     """
 
-    def __init__(self, path: str | os.PathLike, identity: dict[str, Any], kind: str):
+    def __init__(self, path: str | os.PathLike, identity: dict[str, Any], kind: str,
+                 writer: str | None = None):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.identity = json.loads(json.dumps(identity))  # normalise tuples etc.
         self.kind = kind
-        self.shards: dict[str, str] = {}  # name -> SHA-256 of its file
+        self.manifest = self.path / (MANIFEST if writer is None else f"manifest.{writer}.json")
+        self.shards: dict[str, str] = {}  # name -> SHA-256 of its file, from every manifest
         self.files: dict[str, str] = {}  # name -> file, where they differ
-        manifest = self.path / MANIFEST
-        if manifest.exists():
+        self.own: set[str] = set()  # names this process's manifest lists
+        self.refresh()
+        if not self.manifest.exists():
+            self._write_manifest()
+        self._remove_stale_temporaries()
+
+    def refresh(self) -> None:
+        """Read every manifest in the directory again (what other writers finished since)."""
+        from . import __version__
+
+        for manifest in sorted(self.path.glob("manifest*.json")):
             try:
                 saved = json.loads(manifest.read_text())
             except json.JSONDecodeError as e:
                 raise ValueError(
                     f"{manifest} is not valid JSON ({e}); delete the directory to start over"
                 ) from e
-            if saved.get("kind") != kind or saved.get("identity") != self.identity:
+            if saved.get("kind") != self.kind or saved.get("identity") != self.identity:
                 raise ValueError(
                     f"{self.path} holds another {saved.get('kind', 'unknown')} run "
                     f"(differs in: {', '.join(_diff(saved.get('identity', {}), self.identity)) or 'kind'}). "
                     "Use a new directory for a new config or teacher, or delete this one; "
                     "runs are never mixed."
                 )
-            from . import __version__
-
             if saved.get("version") != __version__:
                 warnings.warn(f"{self.path} was written by cake_mini {saved.get('version')}, this is "
                               f"{__version__}; its config and teacher match, so its finished work is "
-                              "reused. Use a new directory to recompute everything.", stacklevel=3)
-            self.shards = dict(saved.get("shards", {}))
-            self.files = dict(saved.get("files", {}))
-        else:
-            self._write_manifest()
-        self._remove_stale_temporaries()
+                              "reused. Use a new directory to recompute everything.", stacklevel=4)
+            self.shards.update(saved.get("shards", {}))
+            self.files.update(saved.get("files", {}))
+            if manifest == self.manifest:
+                self.own = set(saved.get("shards", {}))
 
     def _remove_stale_temporaries(self) -> None:
         """Delete half-written files of killed processes (``.NAME.tmp-PID`` with PID gone)."""
@@ -189,8 +205,9 @@ class RunDirectory:
         from . import __version__
 
         manifest = {"kind": self.kind, "version": __version__, "identity": self.identity,
-                    "shards": self.shards, "files": self.files}
-        atomic_write_bytes(self.path / MANIFEST, json.dumps(manifest, indent=1).encode())
+                    "shards": {n: self.shards[n] for n in sorted(self.own)},
+                    "files": {n: f for n, f in self.files.items() if n in self.own}}
+        atomic_write_bytes(self.manifest, json.dumps(manifest, indent=1).encode())
 
     def load(self, name: str) -> Any | None:
         """The shard ``name`` if it was finished and is intact, else ``None``.
@@ -217,6 +234,7 @@ class RunDirectory:
         old = self.files.get(name, name) if name in self.shards else None
         file = _alternate(name) if old == name else name
         self.shards[name] = atomic_save(obj, self.path / file)
+        self.own.add(name)
         if file == name:
             self.files.pop(name, None)
         else:

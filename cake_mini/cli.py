@@ -37,18 +37,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.experiment not in EXPERIMENTS:
         parser.error(f"unknown experiment {args.experiment!r}; choose one of: {', '.join(EXPERIMENTS)}")
+    from . import distributed
     from .data import DatasetNotFoundError
     from .experiments import run_experiment
     from .sizes import get_size
 
     size = get_size(args.size)
     out = args.out or f"runs/{args.experiment}-{size}-s{args.seed}"
+    device = distributed.init_from_env(args.device)  # under torchrun: join the job; else as given
     try:
-        results = run_experiment(args.experiment, size=size, seed=args.seed, out=out, device=args.device,
+        results = run_experiment(args.experiment, size=size, seed=args.seed, out=out, device=str(device),
                                  stand_in=args.stand_in, progress=not args.no_progress)
     except DatasetNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not distributed.is_main():
+        return 0
     print(f"teacher accuracy {results['teacher']['test_accuracy']:.2%}, "
           f"student accuracy {results['student']['test_accuracy']:.2%} "
           f"({results['size']} size, seed {results['seed']}, {results['seconds']['total']:.0f} s on "

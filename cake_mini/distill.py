@@ -21,6 +21,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import Tensor, nn
 
+from . import distributed
 from .checkpoint import RunDirectory, fingerprint, tensor_fingerprint
 from .precision import PRECISIONS, autocast
 from .losses import soft_cross_entropy
@@ -220,6 +221,12 @@ def distill(
         device: defaults to the student's device.
         progress: tqdm bar over epochs.
         checkpoint_dir: save after every epoch, resume from the last finished one.
+
+    Under ``torchrun`` (see :mod:`cake_mini.distributed`) the student is wrapped in
+    ``DistributedDataParallel``: every rank draws the same global batches and trains on its
+    slice of each, rank 0 writes the checkpoints, and all ranks end with the same weights.
+    BatchNorm layers then normalise per rank (convert them with
+    ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` on GPUs to match one process).
     """
     config = config or DistillConfig()
     config.validate()
@@ -243,12 +250,24 @@ def distill(
         div_factor=config.div_factor, final_div_factor=config.final_div_factor)
     result = DistillResult(student)
 
+    rank, world = distributed.rank_and_world()
+    model = student
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda" else None)
+
     run_dir, start_epoch = None, 0
     if checkpoint_dir is not None:
         identity = {"config": dataclasses.asdict(config), "train_data": tensor_fingerprint(x, target),
                     "student": type(student).__name__, "student_init": fingerprint(student),
                     "teacher": fingerprint(teacher) if teacher is not None else None}
+        if rank > 0:
+            distributed.barrier()  # rank 0 opens (creates) the directory first
         run_dir = RunDirectory(checkpoint_dir, identity, kind="distill")
+        if rank == 0:
+            distributed.barrier()
+        distributed.barrier()  # and writes only once every rank has opened it
         state = run_dir.load("state.pt")
         if state is not None:
             student.load_state_dict(state["model"])
@@ -266,6 +285,7 @@ def distill(
             return (teacher(xb).float() / config.temperature).softmax(-1)
 
     epochs = range(start_epoch, config.epochs)
+    progress = progress and rank == 0
     if progress:
         from tqdm.auto import tqdm
 
@@ -281,16 +301,22 @@ def distill(
             yb = target[idx]
             if config.mixup:
                 xb, yb = mix_batch(xb, yb, num_classes, generator)
+            if world > 1:  # every rank drew the same global batch; each trains on its slice
+                xb, yb = xb.tensor_split(world)[rank], yb.tensor_split(world)[rank]
             yb = targets_for(xb, yb)
             with autocast(device, config.precision):
-                loss = soft_cross_entropy(student(xb).float(), yb)
+                logits = model(xb).float()
+            if world == 1:
+                loss = soft_cross_entropy(logits, yb)
+            else:  # DDP averages gradients over ranks: this makes it the global batch's mean
+                loss = soft_cross_entropy(logits, yb, reduction="sum") * (world / len(idx))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += loss.detach() * len(idx)
+            total += loss.detach() * (len(idx) / world)
             count += len(idx)
-        train_loss = (total / count).item()
+        train_loss = (distributed.all_reduce_sum(total) / count).item()
         if not torch.isfinite(torch.tensor(train_loss)):
             raise FloatingPointError(
                 f"training loss became {train_loss} in epoch {epoch}; lower config.lr "
@@ -305,7 +331,7 @@ def distill(
         result.history.append(row)
         if progress:
             epochs.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
-        if run_dir is not None:
+        if run_dir is not None and rank == 0:
             run_dir.save("state.pt", {
                 "model": student.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "generator": generator.get_state(),

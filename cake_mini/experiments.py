@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .checkpoint import atomic_write_bytes, safe_load, atomic_save
 from .distill import DistillConfig, distill, evaluate, train_classifier
 from .sizes import get_size
@@ -136,7 +136,11 @@ def _make(name: str, num_classes: int, input_shape: tuple[int, ...], options: di
 def run_experiment(name: str, *, size: str | None = None, seed: int = 0, out: str | Path = "runs/cake",
                    device: str | None = None, stand_in: bool = False, progress: bool = True,
                    log=print) -> dict[str, Any]:
-    """Run experiment ``name`` end to end into ``out``; returns what ``results.json`` holds."""
+    """Run experiment ``name`` end to end into ``out``; returns what ``results.json`` holds.
+
+    Under ``torchrun`` (after :func:`cake_mini.distributed.init_from_env`) every stage runs
+    on all ranks and rank 0 writes the files; ``out`` must be on a file system all ranks see.
+    """
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose one of {sorted(EXPERIMENTS)}")
     exp, size = EXPERIMENTS[name], get_size(size)
@@ -144,6 +148,9 @@ def run_experiment(name: str, *, size: str | None = None, seed: int = 0, out: st
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    main_process = distributed.is_main()
+    if not main_process:
+        progress, log = False, lambda *args, **kwargs: None
     t_start = time.perf_counter()
     train, test, input_shape, num_classes = _load_data(exp, seed, stand_in, size)
 
@@ -158,7 +165,8 @@ def run_experiment(name: str, *, size: str | None = None, seed: int = 0, out: st
         recipe = DistillConfig(epochs=budget.teacher_epochs, seed=seed, **exp.teacher_recipe)
         train_classifier(teacher, train, recipe, device=device, progress=progress,
                          checkpoint_dir=out / "teacher-training")
-        atomic_save(teacher.state_dict(), teacher_file)
+        if main_process:
+            atomic_save(teacher.state_dict(), teacher_file)
     teacher.eval()
     teacher_acc = evaluate(teacher, test, device=device)
     log(f"teacher {exp.teacher}: test accuracy {teacher_acc:.2%}")
@@ -183,8 +191,9 @@ def run_experiment(name: str, *, size: str | None = None, seed: int = 0, out: st
     distill_seconds = time.perf_counter() - t0
     student_acc = evaluate(student, test, device=device)
     log(f"student {exp.student}: test accuracy {student_acc:.2%} (data-free; teacher {teacher_acc:.2%})")
-    atomic_save(student.state_dict(), out / "student.pt")
-    _save_figure(exp, teacher, synthetic, train, out / "samples.png")
+    if main_process:
+        atomic_save(student.state_dict(), out / "student.pt")
+        _save_figure(exp, teacher, synthetic, train, out / "samples.png")
 
     results = {
         "experiment": name, "description": exp.description, "size": size, "seed": seed,
@@ -195,9 +204,10 @@ def run_experiment(name: str, *, size: str | None = None, seed: int = 0, out: st
         "distill": dataclasses.asdict(recipe),
         "seconds": {"synthesis": synthesis_seconds, "distill": distill_seconds,
                     "total": time.perf_counter() - t_start},
-        "hardware": hardware(device), "versions": versions(),
+        "hardware": hardware(device), "versions": versions(), "processes": distributed.rank_and_world()[1],
     }
-    atomic_write_bytes(out / "results.json", json.dumps(results, indent=2).encode())
+    if main_process:
+        atomic_write_bytes(out / "results.json", json.dumps(results, indent=2).encode())
     return results
 
 

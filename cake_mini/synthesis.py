@@ -30,6 +30,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import Tensor, nn
 
+from . import distributed
 from .checkpoint import RunDirectory, atomic_save, fingerprint, safe_load
 from .precision import PRECISIONS, autocast
 from .losses import classification_loss, contrastive_loss, total_variation
@@ -61,6 +62,13 @@ class SynthesisConfig:
             result is the same up to float rounding).
         precision: ``"auto"`` (bf16 autocast on CUDA cards with bf16 tensor cores, fp32
             elsewhere; see ``precision.py``), ``"fp32"`` or ``"bf16"``.
+        bounds: ``(low, high)``: clip samples to the data's range after every step (a domain
+            prior, e.g. ``(-1, 1)`` for images normalised with mean 0.5, std 0.5); ``None``
+            (the reference) leaves them unbounded.
+        snapshots: keep each sample at this many evenly spaced steps (``T/S, 2T/S, ..., T``),
+            each with the teacher's softmax at that step; ``1`` (the reference) keeps the
+            final iterate only. The result then holds ``num_samples * snapshots`` samples
+            at no extra teacher cost: those logits are computed for the steps anyway.
     """
 
     # budget
@@ -82,6 +90,9 @@ class SynthesisConfig:
     seed: int = 0
     parallel_batches: int = 8
     precision: str = "auto"
+    # not in the reference; off by default
+    bounds: tuple[float, float] | None = None
+    snapshots: int = 1
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "default": {},
@@ -115,6 +126,15 @@ class SynthesisConfig:
     def num_batches(self) -> int:
         return math.ceil(self.num_samples / self.batch_size)
 
+    @property
+    def snapshot_steps(self) -> list[int]:
+        """After how many steps each kept iterate is taken; the last is always ``steps``.
+
+        >>> SynthesisConfig(steps=64, snapshots=4).snapshot_steps
+        [16, 32, 48, 64]
+        """
+        return [self.steps * j // self.snapshots for j in range(1, self.snapshots + 1)]
+
     def validate(self, num_classes: int) -> int:
         """Check every field against ``num_classes``; returns the group size ``K``."""
         k = num_classes if self.group_size is None else self.group_size
@@ -130,7 +150,7 @@ class SynthesisConfig:
                 f"batch_size={self.batch_size} must be a multiple of group_size={k}; "
                 f"e.g. batch_size={max(k, self.batch_size // k * k)}"
             )
-        for name in ("num_samples", "batch_size", "steps", "parallel_batches"):
+        for name in ("num_samples", "batch_size", "steps", "parallel_batches", "snapshots"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         choices = {"method": ("cake", "lake"), "optimizer": ("sgd", "adam"),
@@ -138,6 +158,10 @@ class SynthesisConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.snapshots > self.steps:
+            raise ValueError(f"snapshots={self.snapshots} must be <= steps={self.steps}: one per step at most")
+        if self.bounds is not None and not (len(self.bounds) == 2 and self.bounds[0] < self.bounds[1]):
+            raise ValueError(f"bounds must be (low, high) with low < high, got {self.bounds!r}")
         if self.lr <= 0 or self.lr_decades < 0:
             raise ValueError(f"need lr > 0 and lr_decades >= 0, got {self.lr} and {self.lr_decades}")
         return k
@@ -150,17 +174,24 @@ class SynthesisConfig:
 class SyntheticSet(torch.utils.data.Dataset):
     """Synthetic samples and what the teacher says about them; a ``Dataset`` of ``(x, soft_label)``.
 
+    Samples are ordered by mini-batch, and inside a mini-batch by snapshot (earliest first).
+
     Attributes:
         x: samples, shape ``(N, *input_shape)``.
         soft_labels: the teacher's softmax on ``x``, shape ``(N, C)``; the student's targets.
         labels: the class each sample was pushed towards, shape ``(N,)``.
         step_size: the step size of each sample's mini-batch, shape ``(N,)``.
+        step: how many gradient steps each sample has taken, shape ``(N,)``; ``steps``
+            unless ``snapshots > 1`` kept earlier iterates.
     """
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("x", "soft_labels", "labels", "step_size", "step")
 
     x: Tensor
     soft_labels: Tensor
     labels: Tensor
     step_size: Tensor
+    step: Tensor
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -169,9 +200,11 @@ class SyntheticSet(torch.utils.data.Dataset):
     def __getitem__(self, i):
         return self.x[i], self.soft_labels[i]
 
+    def tensors(self) -> dict[str, Tensor]:
+        return {f: getattr(self, f) for f in self.FIELDS}
+
     def subset(self, index: Tensor | slice) -> "SyntheticSet":
-        return SyntheticSet(self.x[index], self.soft_labels[index], self.labels[index],
-                            self.step_size[index], dict(self.meta))
+        return SyntheticSet(**{f: t[index] for f, t in self.tensors().items()}, meta=dict(self.meta))
 
     def filter_step_size(self, min: float = 0.0, max: float = math.inf) -> "SyntheticSet":
         """Keep samples whose batch's step size lies in ``[min, max]``."""
@@ -179,22 +212,20 @@ class SyntheticSet(torch.utils.data.Dataset):
 
     @classmethod
     def cat(cls, parts: list["SyntheticSet"]) -> "SyntheticSet":
-        return cls(*(torch.cat([getattr(p, f) for p in parts]) for f in
-                     ("x", "soft_labels", "labels", "step_size")), dict(parts[0].meta) if parts else {})
+        return cls(**{f: torch.cat([getattr(p, f) for p in parts]) for f in cls.FIELDS},
+                   meta=dict(parts[0].meta) if parts else {})
 
     def to(self, device: str | torch.device) -> "SyntheticSet":
-        return SyntheticSet(self.x.to(device), self.soft_labels.to(device), self.labels.to(device),
-                            self.step_size.to(device), dict(self.meta))
+        return SyntheticSet(**{f: t.to(device) for f, t in self.tensors().items()}, meta=dict(self.meta))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically; read back with :meth:`load` (no pickled objects)."""
-        atomic_save({f: getattr(self, f) for f in ("x", "soft_labels", "labels", "step_size")}
-                    | {"meta": _jsonable(self.meta)}, path)
+        atomic_save(self.tensors() | {"meta": _jsonable(self.meta)}, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SyntheticSet":
         d = safe_load(path)
-        return cls(d["x"], d["soft_labels"], d["labels"], d["step_size"], d.get("meta", {}))
+        return cls(**{f: d[f] for f in cls.FIELDS}, meta=d.get("meta", {}))
 
 
 def _jsonable(meta: dict) -> dict:
@@ -330,35 +361,66 @@ def synthesize(
     check_teacher(teacher, input_shape, num_classes, device)
     etas = step_sizes(config.num_batches, config.lr, config.lr_decades, config.schedule)
 
+    rank, world = distributed.rank_and_world()
     run_dir = None
     if checkpoint_dir is not None:
         identity = {"config": dataclasses.asdict(config), "input_shape": list(input_shape),
                     "num_classes": num_classes,
                     "teacher": fingerprint(teacher)}
-        run_dir = RunDirectory(checkpoint_dir, identity, kind="synthesis")
+        run_dir = RunDirectory(checkpoint_dir, identity, kind="synthesis",
+                               writer=f"rank{rank}" if world > 1 else None)
+    elif world > 1:
+        raise ValueError(f"synthesize runs in {world} processes (torch.distributed): pass checkpoint_dir= "
+                         "on a file system every rank sees; each rank writes its shards there and reads the others'")
+    distributed.barrier()  # every rank has opened the directory before any rank writes to it
 
-    starts = range(0, config.num_batches, config.parallel_batches)
-    parts: list[SyntheticSet] = []
-    for start in _progress(starts, progress, config):
-        batches = list(range(start, min(start + config.parallel_batches, config.num_batches)))
-        name = f"batches-{batches[0]:06d}-{batches[-1]:06d}.pt"
+    groups = [list(range(start, min(start + config.parallel_batches, config.num_batches)))
+              for start in range(0, config.num_batches, config.parallel_batches)]
+    parts: dict[int, SyntheticSet] = {}
+    for batches in _progress(groups[rank::world], progress and rank == 0, config):
+        name = _shard_name(batches)
         saved = run_dir.load(name) if run_dir else None
         if saved is not None:
-            parts.append(SyntheticSet(**saved))
+            parts[batches[0]] = SyntheticSet(**saved)
             continue
         try:
             part = _optimize_batches(teacher, batches, etas, config, input_shape, num_classes,
                                      group_size, device)
         except NonFiniteLossError as e:
             kept = f" Finished shards are kept in {checkpoint_dir}." if run_dir else ""
-            raise NonFiniteLossError(str(e) + kept, SyntheticSet.cat(parts) if parts else None) from None
+            done = [_cut(p, b, config) for b, p in sorted(parts.items())]
+            raise NonFiniteLossError(str(e) + kept, SyntheticSet.cat(done) if done else None) from None
         if run_dir:
-            run_dir.save(name, {f: getattr(part, f) for f in ("x", "soft_labels", "labels", "step_size")})
-        parts.append(part)
-    result = SyntheticSet.cat(parts).subset(slice(0, config.num_samples))
+            run_dir.save(name, part.tensors())
+        parts[batches[0]] = part
+    if world > 1:  # collect the other ranks' shards
+        distributed.barrier()
+        run_dir.refresh()
+        for batches in groups:
+            if batches[0] not in parts:
+                saved = run_dir.load(_shard_name(batches))
+                if saved is None:
+                    raise RuntimeError(f"{checkpoint_dir}/{_shard_name(batches)} is missing or broken after "
+                                       "every rank finished; run the same command again to recompute it")
+                parts[batches[0]] = SyntheticSet(**saved)
+    result = SyntheticSet.cat([_cut(parts[b[0]], b[0], config) for b in groups])
     result.meta = {"config": dataclasses.asdict(config), "input_shape": list(input_shape),
                    "num_classes": num_classes}
     return result
+
+
+def _shard_name(batches: list[int]) -> str:
+    return f"batches-{batches[0]:06d}-{batches[-1]:06d}.pt"
+
+
+def _cut(part: SyntheticSet, first_batch: int, config: SynthesisConfig) -> SyntheticSet:
+    """Drop the samples of the last mini-batch beyond ``num_samples`` (from every snapshot)."""
+    keep = config.num_samples - first_batch * config.batch_size  # samples of this part to keep
+    if keep * config.snapshots >= len(part):
+        return part
+    index = torch.arange(len(part))  # laid out (batch, snapshot, sample)
+    batch, sample = index // (config.snapshots * config.batch_size), index % config.batch_size
+    return part.subset(batch * config.batch_size + sample < keep)
 
 
 def _progress(starts: range, enabled: bool, config: SynthesisConfig):
@@ -390,6 +452,8 @@ def _optimize_batches(teacher, batches: list[int], etas: Tensor, config: Synthes
             x = x_cl
         except RuntimeError:
             pass
+    if config.bounds is not None:
+        x.clamp_(*config.bounds)
     n, per_sample = len(batches), (-1,) + (1,) * len(input_shape)
     eta = etas[batches].float().repeat_interleave(config.batch_size).to(device).view(per_sample)
     langevin = config.method == "lake"
@@ -401,6 +465,8 @@ def _optimize_batches(teacher, batches: list[int], etas: Tensor, config: Synthes
         m1, m2 = torch.zeros_like(x), torch.zeros_like(x)
         beta1, beta2, eps = 0.9, 0.999, 1e-8
     first_bad = torch.full((n,), -1, dtype=torch.long, device=device)
+    record = set(config.snapshot_steps[:-1])
+    kept: list[tuple[Tensor, Tensor]] = []  # (x_t, softmax f(x_t)) for t in record
 
     for t in range(config.steps):
         x.requires_grad_(True)
@@ -409,6 +475,8 @@ def _optimize_batches(teacher, batches: list[int], etas: Tensor, config: Synthes
         losses = synthesis_objective(logits, x, y, group_size, config, n)  # (P,)
         (grad,) = torch.autograd.grad(losses.sum(), x)
         x = x.detach()
+        if t in record:
+            kept.append((x.clone(), logits.detach().float().softmax(-1)))
         if config.optimizer == "sgd":
             x.sub_(eta * grad)
         else:  # Adam with a per-sample learning rate, same formula as torch.optim.Adam
@@ -420,6 +488,8 @@ def _optimize_batches(teacher, batches: list[int], etas: Tensor, config: Synthes
             noise = torch.cat([torch.randn((config.batch_size, *input_shape), generator=g, device=device)
                                for g in noise_gens])
             x.add_(noise_scale * noise)
+        if config.bounds is not None:
+            x.clamp_(*config.bounds)
         bad = ~torch.isfinite(losses.detach())
         first_bad = torch.where((first_bad < 0) & bad, torch.full_like(first_bad, t), first_bad)
 
@@ -436,11 +506,18 @@ def _optimize_batches(teacher, batches: list[int], etas: Tensor, config: Synthes
             f"at step {int(first_bad[i])} of {config.steps}. Lower lr or the loss weights "
             "(w_cls, w_contr, w_tv), or use precision='fp32'."
         )
+    kept.append((x, logits.float().softmax(-1)))
+
+    def batch_major(t: Tensor) -> Tensor:  # (S, P*B, ...) -> (P*S*B, ...): each batch's snapshots together
+        return t.cpu().view(len(kept), n, config.batch_size, *t.shape[2:]).transpose(0, 1).reshape(-1, *t.shape[2:])
+
+    steps = torch.tensor(config.snapshot_steps)
     return SyntheticSet(
-        x=x.cpu().clone(memory_format=torch.contiguous_format),  # standard strides
-        soft_labels=logits.float().softmax(-1).cpu(),
-        labels=y.cpu(),
-        step_size=etas[batches].float().repeat_interleave(config.batch_size),
+        x=batch_major(torch.stack([k[0].clone(memory_format=torch.contiguous_format) for k in kept])),
+        soft_labels=batch_major(torch.stack([k[1] for k in kept])),
+        labels=batch_major(y.expand(len(kept), -1)),
+        step_size=etas[batches].float().repeat_interleave(len(kept) * config.batch_size),
+        step=steps.repeat_interleave(config.batch_size).repeat(n),
     )
 
 
@@ -466,14 +543,20 @@ def synthesize_reference(
     parts = []
     for m in range(config.num_batches):
         x0, y = initial_batch(m, config, input_shape, num_classes, group_size)
+        if config.bounds is not None:
+            x0.clamp_(*config.bounds)
         x = x0.to(device).requires_grad_(True)
         y = y.to(device)
         eta = float(etas[m].float())
         optimizer = (torch.optim.SGD([x], lr=eta) if config.optimizer == "sgd"
                      else torch.optim.Adam([x], lr=eta))
         noise_gen = torch.Generator(device).manual_seed(batch_seed(config.seed, m, "langevin"))
-        for _ in range(config.steps):
+        record = config.snapshot_steps[:-1]
+        iterates = []  # (x_t, softmax f(x_t)) after each snapshot step t
+        for t in range(config.steps):
             logits = teacher(x)
+            if t in record:
+                iterates.append((x.detach().clone(), logits.detach().softmax(-1)))
             loss = config.w_cls * classification_loss(logits, y, group_size)
             loss = loss + config.w_contr * contrastive_loss(logits, y, group_size)
             if config.w_tv:
@@ -484,8 +567,14 @@ def synthesize_reference(
                 with torch.no_grad():
                     noise = torch.randn(x.shape, generator=noise_gen, device=device)
                     x.add_(math.sqrt(2 * eta) * noise)
+            if config.bounds is not None:
+                with torch.no_grad():
+                    x.clamp_(*config.bounds)
         with torch.no_grad():
-            soft = teacher(x).softmax(-1)
-        parts.append(SyntheticSet(x.detach().cpu(), soft.cpu(), y.cpu(),
-                                  torch.full((len(x),), eta)))
-    return SyntheticSet.cat(parts).subset(slice(0, config.num_samples))
+            iterates.append((x.detach().clone(), teacher(x).softmax(-1)))
+        s = len(iterates)
+        part = SyntheticSet(torch.cat([i[0] for i in iterates]).cpu(), torch.cat([i[1] for i in iterates]).cpu(),
+                            y.repeat(s).cpu(), torch.full((s * len(x),), eta),
+                            torch.tensor(config.snapshot_steps).repeat_interleave(len(x)))
+        parts.append(_cut(part, m, config))
+    return SyntheticSet.cat(parts)

@@ -76,6 +76,7 @@ def _same_set(fast: cm.SyntheticSet, ref: cm.SyntheticSet) -> None:
     _close(fast.soft_labels, ref.soft_labels)
     assert torch.equal(fast.labels, ref.labels)
     assert torch.equal(fast.step_size, ref.step_size)
+    assert torch.equal(fast.step, ref.step)
 
 
 @pytest.mark.parametrize("parallel_batches", [1, 3, 7, 16])  # 3 does not divide 7 batches; 16 > 7
@@ -127,7 +128,7 @@ def test_same_seed_gives_identical_tensors(name):
     cfg = BASE.replace(method="lake", optimizer="adam", parallel_batches=3, w_tv=BASE.w_tv if len(shape) == 3 else 0.0)
     a = cm.synthesize(teacher, shape, 5, cfg, progress=False)
     b = cm.synthesize(teacher, shape, 5, cfg, progress=False)
-    for field in ("x", "soft_labels", "labels", "step_size"):
+    for field in cm.SyntheticSet.FIELDS:
         assert torch.equal(getattr(a, field), getattr(b, field)), field
     c = cm.synthesize(teacher, shape, 5, cfg.replace(seed=4), progress=False)
     assert not torch.equal(a.x, c.x)
@@ -138,3 +139,30 @@ def test_samples_come_back_with_standard_strides():
     teacher, shape = _teacher("conv-1ch")
     s = cm.synthesize(teacher, shape, 5, BASE, progress=False)
     assert s.x.stride() == torch.empty(s.x.shape).stride()
+
+
+@pytest.mark.parametrize("parallel_batches", [1, 3])
+@pytest.mark.parametrize("method, optimizer", [("cake", "sgd"), ("lake", "adam")])
+def test_bounds_and_snapshots_match_reference(method, optimizer, parallel_batches):
+    teacher, shape = _teacher("conv-1ch")
+    cfg = BASE.replace(method=method, optimizer=optimizer, parallel_batches=parallel_batches,
+                       bounds=(-0.5, 0.5), snapshots=3)
+    fast = cm.synthesize(teacher, shape, 5, cfg, progress=False)
+    ref = cm.synthesize_reference(teacher, shape, 5, cfg)
+    assert len(fast) == len(ref) == 3 * 67
+    _same_set(fast, ref)
+    assert fast.x.min() >= -0.5 and fast.x.max() <= 0.5
+
+
+def test_snapshots_are_the_trajectory_of_the_same_samples():
+    # the last snapshot is the ordinary result; the others are earlier iterates of it
+    teacher, shape = _teacher("conv-1ch")
+    plain = cm.synthesize(teacher, shape, 5, BASE, progress=False)
+    shorter = cm.synthesize(teacher, shape, 5, BASE.replace(steps=4), progress=False)
+    snap = cm.synthesize(teacher, shape, 5, BASE.replace(snapshots=3, parallel_batches=3), progress=False)
+    assert len(snap) == 3 * len(plain)
+    assert sorted(snap.step.unique().tolist()) == [2, 4, 6]
+    _same_set(snap.subset(snap.step == 6), plain)
+    _same_set(snap.subset(snap.step == 4), shorter)
+    assert torch.equal(snap.subset(snap.step == 2).labels, plain.labels)
+    assert snap.x.stride() == torch.empty(snap.x.shape).stride()

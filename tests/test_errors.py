@@ -37,7 +37,7 @@ def config(**changes) -> SynthesisConfig:
 
 
 def assert_same_set(a: SyntheticSet, b: SyntheticSet) -> None:
-    for f in ("x", "soft_labels", "labels", "step_size"):
+    for f in SyntheticSet.FIELDS:
         assert torch.equal(getattr(a, f), getattr(b, f)), f
 
 

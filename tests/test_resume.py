@@ -34,7 +34,7 @@ worker = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(worker)
 
 SYNTH_SHARDS = 12  # 23 batches in groups of 2
-FIELDS = ("x", "soft_labels", "labels", "step_size")
+FIELDS = SyntheticSet.FIELDS
 
 
 # ----------------------------------------------------------------------------- helpers
