@@ -326,7 +326,26 @@ plt.show()
 # the card to worry about), pass `parallel_batches=1` to the preset: half the memory, the
 # same samples. Changing it does change the shard layout, so use a new run directory.
 #
-# **Several GPUs.** Not supported yet: `cake_mini` runs on one device.
+# **Several GPUs, or several machines.** Launch the same command with `torchrun`; nothing
+# else changes. Synthesis is embarrassingly parallel: rank `r` of `N` optimises every
+# `N`-th group of mini-batches and writes those shards into the shared run directory (each
+# rank keeps its own `manifest.rank<r>.json`), then every rank reads the others' shards.
+# The samples are the ones a one-process run with the same seed makes (bit for bit on CPU,
+# a test runs two gloo processes against one), and a run interrupted with 8 processes can
+# be finished with 1. Teacher training and distillation use `DistributedDataParallel`, each
+# rank taking a slice of every global batch, so `batch_size` and `lr` keep their meaning.
+#
+# ```bash
+# torchrun --standalone --nproc_per_node=8 -m cake_mini run cifar10-resnet --size paper --out runs/c10
+# # two machines with 8 GPUs each; --out must be on a file system both see
+# torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 \
+#     -m cake_mini run cifar10-resnet --size paper --out /shared/runs/c10
+# ```
+#
+# In your own script, call `cake_mini.distributed.init_from_env()` once at the start and
+# pass a `checkpoint_dir` to `synthesize`. ResNet-18's BatchNorm then normalises over each
+# rank's slice of the batch; that is standard data-parallel training, not a bit-identical
+# copy of one process.
 
 # %%
 if DEVICE.type == "cuda":
@@ -348,6 +367,8 @@ else:
 #   checksum, never mixed with a different run.
 # - On Colab, keep the run directory on Drive, check whether your GPU has native bf16, and
 #   lower `parallel_batches` if memory runs out.
+# - On several GPUs, prefix the command with `torchrun --nproc_per_node=N`; the samples do
+#   not depend on `N`.
 #
 # ## Exercises
 #
