@@ -45,7 +45,7 @@ class Size:
 
 SIZES = {
     "smoke": Size(teacher_epochs=1, num_samples=1000, steps=10, student_epochs=2, kd_epochs=1),
-    "cpu": Size(teacher_epochs=15, num_samples=5_000, steps=64, student_epochs=20, kd_epochs=5),
+    "cpu": Size(teacher_epochs=15, num_samples=5_000, steps=64, student_epochs=80, kd_epochs=5),
     "paper": Size(teacher_epochs=15, num_samples=256_000, steps=256, student_epochs=30, kd_epochs=30),
 }
 
@@ -60,6 +60,7 @@ class Row:
     synthesis: dict[str, Any] = field(default_factory=dict)  # overrides of the fashion-mnist preset
     distill: dict[str, Any] = field(default_factory=dict)  # overrides of STUDENT_RECIPE
     online_teacher: bool = False  # relabel every augmented batch with the teacher
+    epochs_factor: int = 1  # the student trains this many times the size's epochs
 
 
 STUDENT_RECIPE = dict(lr=0.1, batch_size=128)
@@ -77,6 +78,10 @@ ROWS = [
         synthesis=dict(lr=1e-2, lr_decades=2)),
     Row("cake-online-mixup", "as cake-online, plus mixup of sample pairs (relabelled by the teacher)",
         distill=dict(augment="flip-shift", mixup=True), online_teacher=True),
+    Row("cake-snapshots", "CAKE keeping 4 iterates of every sample (after T/4, T/2, 3T/4, T steps): "
+        "4x the samples, same synthesis cost", synthesis=dict(snapshots=4)),
+    Row("cake-long-student", "control for cake-snapshots: CAKE, the student trained 4x as many epochs "
+        "(as many SGD steps as on the snapshots)", epochs_factor=4),
 ]
 
 
@@ -133,7 +138,7 @@ def run_row(row: Row, size: Size, seed: int, teacher, test, device) -> dict:
     train, cost = training_set(row, size, seed, teacher, device)
     torch.manual_seed(seed)
     student = models.make_model("lenet5-half", CLASSES).to(device)
-    epochs = size.kd_epochs if row.inputs == "real" else size.student_epochs
+    epochs = size.kd_epochs if row.inputs == "real" else size.student_epochs * row.epochs_factor
     recipe = cm.DistillConfig(epochs=epochs, seed=seed, **{**STUDENT_RECIPE, **row.distill})
     result = cm.distill(student, train, recipe, teacher=teacher if row.online_teacher else None,
                         eval_set=test, device=device, progress=False)
@@ -169,6 +174,9 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
     parser.add_argument("--table-only", action="store_true", help="rewrite the markdown table from the JSON")
+    parser.add_argument("--merge", nargs="+", default=[], metavar="JSON",
+                        help="add the runs of these result files (e.g. seeds run in parallel with --out) "
+                             "to the output file, then rewrite the table")
     args = parser.parse_args()
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -177,7 +185,19 @@ def main() -> None:
     slug = hw.get("gpu", f"cpu-{hw['cpu_threads']}threads").lower().replace(" ", "-")
     out = Path(args.out) if args.out else HERE / "results" / f"fashion-mnist-{args.size}-{slug}.json"
     results = json.loads(out.read_text()) if out.exists() else {"rows": {}}
-    if args.table_only:
+    for other in map(Path, args.merge):
+        extra = json.loads(other.read_text())
+        if extra.get("settings") != results.get("settings", extra.get("settings")):
+            raise SystemExit(f"{other} was run at other settings than {out}; not merged")
+        results = {**extra, **results, "rows": results.get("rows", {})}
+        for name, entry in extra["rows"].items():
+            mine = results["rows"].setdefault(name, {**entry, "runs": []})
+            seeds = {r["seed"] for r in mine["runs"]}
+            mine["runs"] += [r for r in entry["runs"] if r["seed"] not in seeds]
+            mine["runs"].sort(key=lambda r: r["seed"])
+    if args.merge:
+        atomic_write_bytes(out, json.dumps(results, indent=1).encode())
+    if args.table_only or args.merge:
         table = summarise(results)
         atomic_write_bytes(out.with_suffix(".md"), (table + "\n").encode())
         print(table)
