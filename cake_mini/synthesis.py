@@ -374,6 +374,7 @@ def synthesize(
                          "on a file system every rank sees; each rank writes its shards there and reads the others'")
     distributed.barrier()  # every rank has opened the directory before any rank writes to it
 
+    channels_last = _use_channel_last(teacher, input_shape, device)
     groups = [list(range(start, min(start + config.parallel_batches, config.num_batches)))
               for start in range(0, config.num_batches, config.parallel_batches)]
     parts: dict[int, SyntheticSet] = {}
@@ -385,7 +386,7 @@ def synthesize(
             continue
         try:
             part = _optimize_batches(teacher, batches, etas, config, input_shape, num_classes,
-                                     group_size, device)
+                                     group_size, device, channels_last)
         except NonFiniteLossError as e:
             kept = f" Finished shards are kept in {checkpoint_dir}." if run_dir else ""
             done = [_cut(p, b, config) for b, p in sorted(parts.items())]
@@ -432,26 +433,38 @@ def _progress(starts: range, enabled: bool, config: SynthesisConfig):
                 unit=f"x{config.parallel_batches} batches", leave=False)
 
 
+def _channel_last(x: Tensor) -> Tensor:
+    """The same values with channel-last strides (still contiguous for one channel)."""
+    return torch.empty_strided(x.shape, (x.stride(0), 1, x.stride(2), 1), device=x.device).copy_(x)
+
+
+def _use_channel_last(teacher, input_shape: tuple[int, ...], device: torch.device) -> bool:
+    """Whether to feed one-channel images to the teacher with channel-last strides on CPU.
+
+    Same values, other strides: the teacher's convolutions then run oneDNN's NHWC kernels
+    instead of padding the single channel to 16 (a LeNet-5 step gets ~2x faster on CPU;
+    benchmarks/throughput.py). Its activations become channel-last too, so a teacher that
+    calls .view on them would fail: probe it once and keep NCHW if it does.
+    """
+    if device.type != "cpu" or len(input_shape) != 3 or input_shape[0] != 1:
+        return False
+    try:
+        with torch.no_grad():
+            teacher(_channel_last(torch.zeros((2, *input_shape))))
+    except RuntimeError:
+        return False
+    return True
+
+
 def _optimize_batches(teacher, batches: list[int], etas: Tensor, config: SynthesisConfig,
                       input_shape: tuple[int, ...], num_classes: int, group_size: int,
-                      device: torch.device) -> SyntheticSet:
+                      device: torch.device, channels_last: bool = False) -> SyntheticSet:
     """Run ``T`` steps on several mini-batches at once, each with its own step size."""
     starts = [initial_batch(b, config, input_shape, num_classes, group_size) for b in batches]
     x = torch.cat([s[0] for s in starts]).to(device)  # (P*B, *input_shape)
     y = torch.cat([s[1] for s in starts]).to(device)  # (P*B,)
-    if device.type == "cpu" and x.ndim == 4 and x.shape[1] == 1:
-        # Same values, other strides: one-channel images with channel-last strides are
-        # still contiguous, but the teacher's convolutions then run oneDNN's NHWC kernels
-        # instead of padding the single channel to 16 (a LeNet-5 step gets ~2x faster on
-        # CPU; benchmarks/throughput.py). Its activations become channel-last too, so a
-        # teacher that calls .view on them would fail: probe it and keep NCHW if it does.
-        x_cl = torch.empty_strided(x.shape, (x.stride(0), 1, x.stride(2), 1)).copy_(x)
-        try:
-            with torch.no_grad():
-                teacher(x_cl[:2])
-            x = x_cl
-        except RuntimeError:
-            pass
+    if channels_last:
+        x = _channel_last(x)
     if config.bounds is not None:
         x.clamp_(*config.bounds)
     n, per_sample = len(batches), (-1,) + (1,) * len(input_shape)
