@@ -82,6 +82,8 @@ ROWS = [
         "4x the samples, same synthesis cost", synthesis=dict(snapshots=4)),
     Row("cake-long-student", "control for cake-snapshots: CAKE, the student trained 4x as many epochs "
         "(as many SGD steps as on the snapshots)", epochs_factor=4),
+    Row("cake-low-eta-snapshots", "cake-low-eta and cake-snapshots together",
+        synthesis=dict(lr=1e-2, lr_decades=2, snapshots=4)),
 ]
 
 
