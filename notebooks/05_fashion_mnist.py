@@ -485,8 +485,8 @@ for name, data in with_variants:
     ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color="C0", alpha=0.8)
     for i, a in enumerate(accs):  # every seed as a dot
         ax.plot([i] * len(a), a, "k.", ms=4)
-    teacher = data.get("teacher") if isinstance(data.get("teacher"), dict) else {}
-    teacher_value = teacher.get("test_accuracy")
+    teacher_info = data.get("teacher") if isinstance(data.get("teacher"), dict) else {}
+    teacher_value = teacher_info.get("test_accuracy")
     teacher_pct = as_percent(teacher_value if isinstance(teacher_value, list)
                              else [teacher_value])
     if teacher_pct:
