@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ import torch
 from torch import nn
 
 MANIFEST = "manifest.json"
-_TMP = ".tmp-"  # .NAME.tmp-PID: a file being written by process PID
+_TMP = ".tmp-"  # .NAME.tmp-HOST-PID: a file being written by process PID on machine HOST
+_HOST = socket.gethostname().replace("/", "_")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -33,7 +35,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     its old content. A disk-full error says so and what to do.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}{_TMP}{os.getpid()}")
+    tmp = path.with_name(f".{path.name}{_TMP}{_HOST}-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -194,10 +196,14 @@ class RunDirectory:
                 self.own = set(saved.get("shards", {}))
 
     def _remove_stale_temporaries(self) -> None:
-        """Delete half-written files of killed processes (``.NAME.tmp-PID`` with PID gone)."""
+        """Delete half-written files of killed processes (``.NAME.tmp-HOST-PID``, this HOST, PID gone).
+
+        Files of other machines are left alone: their processes cannot be checked from here
+        (ranks of a multi-node job share the directory).
+        """
         for tmp in self.path.glob(f".*{_TMP}*"):
-            pid = tmp.name.rsplit(_TMP, 1)[-1]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            host, _, pid = tmp.name.rsplit(_TMP, 1)[-1].rpartition("-")
+            if host == _HOST and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
                 with contextlib.suppress(OSError):
                     tmp.unlink()
 

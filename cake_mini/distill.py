@@ -262,12 +262,8 @@ def distill(
         identity = {"config": dataclasses.asdict(config), "train_data": tensor_fingerprint(x, target),
                     "student": type(student).__name__, "student_init": fingerprint(student),
                     "teacher": fingerprint(teacher) if teacher is not None else None}
-        if rank > 0:
-            distributed.barrier()  # rank 0 opens (creates) the directory first
         run_dir = RunDirectory(checkpoint_dir, identity, kind="distill")
-        if rank == 0:
-            distributed.barrier()
-        distributed.barrier()  # and writes only once every rank has opened it
+        distributed.barrier()  # rank 0 writes only once every rank has opened the directory
         state = run_dir.load("state.pt")
         if state is not None:
             student.load_state_dict(state["model"])

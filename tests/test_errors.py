@@ -10,6 +10,8 @@ import hashlib
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -289,3 +291,15 @@ def test_cli_missing_dataset_offline(tmp_path, monkeypatch, capsys):
     assert "OSError: Temporary failure in name resolution" in err
     assert "set CAKE_MINI_DATA to it" in err and "apt-get install dataset-fashion-mnist" in err
     assert str(empty) in err  # the searched directories are listed
+
+
+def test_only_this_machines_dead_temporaries_are_removed(tmp_path):
+    # ranks of a multi-node job share the directory: another machine's PIDs mean nothing here
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    mine = tmp_path / f".shard.pt.tmp-{checkpoint._HOST}-{dead}"
+    foreign = tmp_path / f".shard.pt.tmp-some-other-host-{dead}"
+    for f in (mine, foreign):
+        f.write_bytes(b"half")
+    checkpoint.RunDirectory(tmp_path, {"a": 1}, kind="synthesis")
+    assert not mine.exists() and foreign.exists()
