@@ -7,9 +7,11 @@
 Image data sets come back whole as float32 tensors, already transformed as in the paper, so
 training loops can keep them on the device:
 
-* mnist / fashion-mnist: 28x28 padded with 2 background (0) pixels per side to 32x32 in pixel
-  space, scaled to [0, 1], then normalised (mean 0.1307 / std 0.3081 for MNIST, 0.5 / 0.5 for
-  FashionMNIST); the padded border therefore equals the normalised background value.
+* mnist / fashion-mnist: 28x28 brought to 32x32 in pixel space, scaled to [0, 1], then
+  normalised (mean 0.1307 / std 0.3081 for MNIST, 0.5 / 0.5 for FashionMNIST). ``resize="pad"``
+  (the default) adds 2 background (0) pixels per side, so the border equals the normalised
+  background value; ``resize="bilinear"`` stretches the image as the CAKE authors'
+  ``transforms.Resize(32)`` does, so the object reaches the border.
 * svhn / cifar10: 3x32x32, per-channel normalisation (``DATASET_INFO``).
 * digits: sklearn's bundled 8x8 digits, 0..16 scaled to [0, 1], normalised with 0.5 / 0.5.
 
@@ -357,8 +359,11 @@ def _load_digits() -> tuple[Tensor, Tensor]:
     return x, torch.tensor(digits.target, dtype=torch.int64)
 
 
+RESIZES: tuple[str, ...] = ("pad", "bilinear")
+
+
 def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | None = None,
-                 download: bool = True) -> TensorDataset:
+                 download: bool = True, resize: str = "pad") -> TensorDataset:
     """A real data set, preprocessed, as a TensorDataset of (x float32 (N, C, H, W), y int64 (N,)).
 
     Shapes: mnist / fashion-mnist (N, 1, 32, 32); svhn / cifar10 (N, 3, 32, 32); digits (N, 1, 8, 8).
@@ -387,8 +392,7 @@ def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | N
     files = _files_for(name, official, root, download)
     if name in _TORCHVISION_DIR:
         images, labels = (read_idx(f) for f in files)
-        pad = (info.image_size - images.shape[-1]) // 2  # 28 -> 32: background 0, in pixel space
-        images = np.pad(images, ((0, 0), (pad, pad), (pad, pad)))[:, None]  # (N, 1, 32, 32) uint8
+        images = _to_32(images, info.image_size, resize)
     else:
         images, labels = _read_torchvision(name, str(files[0]), official)
     x = torch.from_numpy(np.ascontiguousarray(images))  # uint8 (N, C, 32, 32)
@@ -399,6 +403,18 @@ def load_dataset(name: str, split: str = "train", *, root: str | os.PathLike | N
     std = torch.tensor(info.std).view(-1, 1, 1)
     x.sub_(mean).div_(std)
     return TensorDataset(x, y.contiguous())
+
+
+def _to_32(images: np.ndarray, size: int, resize: str) -> np.ndarray:
+    """uint8 (N, 28, 28) -> uint8 (N, 1, size, size), padded with background or resized."""
+    if resize == "pad":
+        pad = (size - images.shape[-1]) // 2
+        return np.pad(images, ((0, 0), (pad, pad), (pad, pad)))[:, None]
+    from torchvision.transforms.v2 import functional as TF
+
+    resized = TF.resize(torch.from_numpy(np.array(images))[:, None], [size, size],
+                        interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    return resized.numpy()
 
 
 # -----------------------------------------------------------------------------

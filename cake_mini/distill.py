@@ -39,8 +39,10 @@ class DistillConfig:
         div_factor, final_div_factor: one-cycle starts at ``lr / div_factor`` and ends at
             ``lr / div_factor / final_div_factor``.
         val_fraction: share of the training set held out to report validation loss.
-        augment: ``None``, ``"shift"`` (random translation by up to ``shift_pixels``)
-            or ``"flip-shift"`` (also horizontal flips); images only.
+        augment: ``None``, ``"shift"`` (random translation by up to ``shift_pixels``),
+            ``"flip-shift"`` (also horizontal flips) or ``"randaugment"`` (torchvision's
+            ``RandAugment`` on each normalised image, as the CAKE authors train their
+            FashionMNIST teacher); images only.
         shift_pixels: largest translation of ``augment``.
         mixup: mix each sample with another of its batch, ``x = u x_i + (1 - u) x_j`` with
             ``u ~ U(0, 1)`` per sample; targets mix the same way, or are the teacher's
@@ -66,7 +68,7 @@ class DistillConfig:
     seed: int = 0
     precision: str = "auto"
 
-    AUGMENTS: ClassVar[tuple] = (None, "shift", "flip-shift")
+    AUGMENTS: ClassVar[tuple] = (None, "shift", "flip-shift", "randaugment")
 
     def replace(self, **changes: Any) -> "DistillConfig":
         return dataclasses.replace(self, **changes)
@@ -125,11 +127,13 @@ def as_tensors(dataset) -> tuple[Tensor, Tensor]:
 
 def augment_batch(x: Tensor, kind: str | None, shift: int, generator: torch.Generator) -> Tensor:
     """Random translation by up to ``shift`` pixels (zero padding) and, for ``"flip-shift"``,
-    horizontal flips; a different draw per sample. ``x``: ``(N, C, H, W)``."""
+    horizontal flips; or ``"randaugment"``. A different draw per sample. ``x``: ``(N, C, H, W)``."""
     if kind is None:
         return x
     if x.ndim != 4:
         raise ValueError(f"augment={kind!r} needs images (N, C, H, W), got shape {tuple(x.shape)}")
+    if kind == "randaugment":
+        return rand_augment(x, generator)
     n, _, h, w = x.shape
     offsets = torch.randint(0, 2 * shift + 1, (2, n), generator=generator).to(x.device)
     padded = torch.nn.functional.pad(x, (shift, shift, shift, shift))
@@ -140,6 +144,23 @@ def augment_batch(x: Tensor, kind: str | None, shift: int, generator: torch.Gene
         cols = torch.where(flip, cols.flip(-1), cols)
     out = padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols]  # (N, H, W, C)
     return out.permute(0, 3, 1, 2).contiguous()
+
+
+def rand_augment(x: Tensor, generator: torch.Generator) -> Tensor:
+    """torchvision's ``RandAugment`` (2 operations of magnitude 9) on each image of ``(N, C, H, W)``.
+
+    Applied to the images as they are, after normalisation, like the CAKE authors'
+    ``Compose([..., Normalize(0.5, 0.5), RandAugment()])``: the colour operations then clamp
+    to [0, 1], so most augmented images lose their -1 background. The draws come from
+    ``generator``, so every rank of a distributed run augments alike.
+    """
+    from torchvision.transforms import v2
+
+    policy = v2.RandAugment()
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.stack([policy(image) for image in x.cpu()]).to(x.device)
 
 
 def mix_batch(x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
