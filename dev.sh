@@ -66,6 +66,7 @@ test)
     # (kernels, the resume tests' workers) then never fight over the cores.
     export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
     [ -d "$VENV/mathjax/node_modules/mathjax/es5" ] && export CAKE_MINI_MATHJAX_DIR="$PWD/$VENV/mathjax/node_modules/mathjax/es5"
+    bash scripts/check_wheel.sh   # the built wheel, installed in a fresh venv, smoke-tested outside the repo
     echo "== book: build every chapter at smoke size"
     bash scripts/build_book.sh
     echo "== notebooks under nbval (smoke size)"

@@ -43,7 +43,7 @@ import torch
 
 import cake_mini as cm
 from cake_mini.models import make_model
-from cake_mini.precision import autocast, uses_bf16
+from cake_mini.precision import autocast, autocast_dtype
 from cake_mini.synthesis import synthesis_objective
 
 warnings.filterwarnings("ignore", message=".*TF32.*")
@@ -320,13 +320,13 @@ def distill_throughput(student_name: str, n: int, device: torch.device, reps: in
 def memory_cuda(device: torch.device) -> dict:
     """Peak CUDA memory of the cifar10 preset (ResNet-34, batch 500) at its parallel_batches.
 
-    Measured with precision="auto" and, where that means bf16, again in fp32: a T4 runs
-    "auto" in fp32, so its fit uses the fp32 bytes per sample."""
+    Measured with precision="auto" and, where that means bf16 or fp16, again in fp32; the
+    T4 fit uses the fp32 bytes per sample (an upper bound for its fp16 "auto")."""
     teacher = teacher_for("resnet34", device)
     preset = cm.SynthesisConfig.preset("cifar10")
     p, b = preset.parallel_batches, preset.batch_size
     out = {"kind": "torch.cuda.max_memory_allocated", "parallel_batches": p, "batch_size": b}
-    for precision in ["auto"] + (["fp32"] if uses_bf16(device, "auto") else []):
+    for precision in ["auto"] + (["fp32"] if autocast_dtype(device, "auto") is not None else []):
         peaks = {}
         for q in sorted({1, p}):
             cfg = preset.replace(num_samples=q * b, steps=2, parallel_batches=q, precision=precision)
@@ -336,7 +336,8 @@ def memory_cuda(device: torch.device) -> dict:
             cm.synthesize(teacher, (3, 32, 32), 10, cfg, device=device, progress=False)
             peaks[q] = torch.cuda.max_memory_allocated(device) - base
         per_sample = (peaks[p] - peaks[1]) / ((p - 1) * b) if p > 1 else peaks[1] / b
-        label = "bf16 autocast" if uses_bf16(device, precision) else "fp32"
+        dtype = autocast_dtype(device, precision)
+        label = f"{str(dtype).removeprefix('torch.')} autocast" if dtype is not None else "fp32"
         out[label] = {"peak_bytes": peaks[p], "peak_bytes_parallel_1": peaks[1], "bytes_per_sample": per_sample,
                       "fixed_bytes": max(0.0, peaks[1] - per_sample * b)}
         if precision == "auto":
@@ -488,7 +489,7 @@ def main(argv: list[str] | None = None) -> dict:
     p = plan(device, args.quick)
     res = {"benchmark": "throughput", "quick": args.quick, "hardware": hardware(device),
            "versions": versions(), "plan": p,
-           "synthesis_precision": "bf16 autocast" if uses_bf16(device, "auto") else "fp32",
+           "synthesis_precision": str(autocast_dtype(device, "auto") or "fp32").removeprefix("torch."),
            "reference_precision": "fp32"}
     log(f"device {device}: {res['hardware'].get('gpu', res['hardware']['cpu'])}, "
         f"{torch.get_num_threads()} torch threads")

@@ -84,22 +84,15 @@ def safe_load(path: str | os.PathLike) -> Any:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fingerprint(teacher: Any) -> str:
     """A stable identity of a model, the same in every process.
 
     An ``nn.Module``: SHA-256 of its ``state_dict`` (names, dtypes, shapes and values).
     A bound method of a module (``model.forward``): that module's fingerprint and the
-    method's name. Any other callable: its qualified name plus the fingerprints of modules
-    it closes over; a plain function's code is not hashed, so give it a new name (or use a
-    new directory) when you change what it computes. An object with a ``cake_fingerprint()``
+    method's name. Any other callable: its qualified name plus the fingerprints of the
+    modules and tensors it reads, from its closure or its globals (``lambda q: cnn(q)``
+    changes with ``cnn``'s weights); a plain function's code is not hashed, so give it a new
+    name (or use a new directory) when you change what it computes. An object with a ``cake_fingerprint()``
     method (e.g. :class:`cake_mini.blackbox.BlackBoxTeacher`) gives its own.
     """
     if callable(getattr(teacher, "cake_fingerprint", None)):
@@ -115,11 +108,27 @@ def fingerprint(teacher: Any) -> str:
     kind = type(teacher)
     name = f"{getattr(teacher, '__module__', kind.__module__)}.{getattr(teacher, '__qualname__', kind.__qualname__)}"
     h.update(name.encode())
-    for cell in getattr(teacher, "__closure__", None) or ():
-        with contextlib.suppress(ValueError):  # an empty cell
-            if isinstance(cell.cell_contents, nn.Module):
-                h.update(fingerprint(cell.cell_contents).encode())
+    for label, value in _referenced(teacher):
+        if isinstance(value, torch.Tensor):
+            _hash_tensor(h, label, value)
+        elif isinstance(value, nn.Module) or isinstance(getattr(value, "__self__", None), nn.Module):
+            h.update(f"{label}|{fingerprint(value)}".encode())
     return h.hexdigest()
+
+
+def _referenced(function: Any) -> list[tuple[str, Any]]:
+    """``(name, value)`` of what a function reads from its closure and its globals."""
+    found = []
+    for i, cell in enumerate(getattr(function, "__closure__", None) or ()):
+        with contextlib.suppress(ValueError):  # an empty cell
+            found.append((f"cell{i}", cell.cell_contents))
+    code, namespace = getattr(function, "__code__", None), getattr(function, "__globals__", {})
+    stack = [code] if code is not None else []
+    while stack:  # names used by the function and the functions nested in it (comprehensions, lambdas)
+        code = stack.pop()
+        found += [(f"global:{n}", namespace[n]) for n in code.co_names if n in namespace]
+        stack += [c for c in code.co_consts if hasattr(c, "co_names")]
+    return found
 
 
 def tensor_fingerprint(*tensors: torch.Tensor) -> str:

@@ -23,7 +23,8 @@ from torch import Tensor, nn
 
 from . import distributed
 from .checkpoint import RunDirectory, fingerprint, tensor_fingerprint
-from .precision import PRECISIONS, autocast
+from .precision import PRECISIONS, autocast, uses_fp16
+from .progress import progress_bar
 from .losses import soft_cross_entropy
 
 
@@ -49,8 +50,9 @@ class DistillConfig:
             softmax on the mixed input when ``teacher=`` relabels online.
         temperature: divides the teacher's logits when ``teacher=`` relabels online.
         seed: data order, hold-out split and augmentation.
-        precision: ``"auto"`` (bf16 autocast on CUDA cards with bf16 tensor cores, fp32
-            elsewhere; see ``precision.py``), ``"fp32"``, ``"bf16"``.
+        precision: ``"auto"`` (bf16 autocast on CUDA cards of compute capability >= 8, fp16
+            with loss scaling on 7.x such as the T4, fp32 elsewhere; see ``precision.py``),
+            ``"fp32"``, ``"bf16"``, ``"fp16"``.
     """
 
     epochs: int = 30
@@ -79,6 +81,9 @@ class DistillConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0 (the teacher's logits are divided by it), "
+                             f"got {self.temperature}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.augment not in self.AUGMENTS:
@@ -190,10 +195,11 @@ def _default_device(model: nn.Module, device) -> torch.device:
 
 @torch.no_grad()
 def evaluate(model: Callable[[Tensor], Tensor], dataset, *, device: str | torch.device | None = None,
-             batch_size: int = 1024) -> float:
+             batch_size: int = 1024, precision: str = "auto") -> float:
     """Top-1 accuracy in ``[0, 1]`` of ``model`` on ``dataset`` (labels or probability targets).
 
-    The model is evaluated in eval mode and its previous mode restored.
+    The model is evaluated in eval mode and its previous mode restored; ``precision`` as in
+    :class:`DistillConfig` (``distill`` passes its own).
     """
     x, y = as_tensors(dataset)
     if y.ndim == 2:
@@ -207,7 +213,7 @@ def evaluate(model: Callable[[Tensor], Tensor], dataset, *, device: str | torch.
     device = torch.device(device or "cpu")
     correct = 0
     for i in range(0, len(x), batch_size):
-        with autocast(device, "auto"):
+        with autocast(device, precision):
             logits = model(x[i:i + batch_size].to(device))
         correct += (logits.argmax(-1).cpu() == y[i:i + batch_size].cpu()).sum().item()
     if was_training:
@@ -245,9 +251,11 @@ def distill(
 
     Under ``torchrun`` (see :mod:`cake_mini.distributed`) the student is wrapped in
     ``DistributedDataParallel``: every rank draws the same global batches and trains on its
-    slice of each, rank 0 writes the checkpoints, and all ranks end with the same weights.
-    BatchNorm layers then normalise per rank (convert them with
-    ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` on GPUs to match one process).
+    slice of each, rank 0 writes the checkpoints, and all ranks end with the same weights
+    and buffers. BatchNorm layers normalise per rank during training (convert them with
+    ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` on GPUs to normalise over the global
+    batch); their running statistics are averaged over the ranks after every epoch, so the
+    model every rank evaluates, saves and returns is the same.
     """
     config = config or DistillConfig()
     config.validate()
@@ -270,6 +278,7 @@ def distill(
         optimizer, max_lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
         div_factor=config.div_factor, final_div_factor=config.final_div_factor)
     result = DistillResult(student)
+    scaler = torch.amp.GradScaler(device.type, enabled=uses_fp16(device, config.precision))
 
     rank, world = distributed.rank_and_world()
     model = student
@@ -290,6 +299,8 @@ def distill(
             student.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            if "scaler" in state:
+                scaler.load_state_dict(state["scaler"])
             generator.set_state(state["generator"])
             torch.set_rng_state(state["torch_rng"])
             result.history = state["history"]
@@ -301,12 +312,8 @@ def distill(
         with torch.no_grad(), autocast(device, config.precision):
             return (teacher(xb).float() / config.temperature).softmax(-1)
 
-    epochs = range(start_epoch, config.epochs)
-    progress = progress and rank == 0
-    if progress:
-        from tqdm.auto import tqdm
-
-        epochs = tqdm(epochs, desc="training", unit="epoch", leave=False)
+    epochs = progress_bar(range(start_epoch, config.epochs), enabled=progress and rank == 0,
+                          desc="training", unit="epoch", total=config.epochs, initial=start_epoch)
     for epoch in epochs:
         t0 = time.perf_counter()
         student.train()
@@ -328,12 +335,15 @@ def distill(
             else:  # DDP averages gradients over ranks: this makes it the global batch's mean
                 loss = soft_cross_entropy(logits, yb, reduction="sum") * (world / len(idx))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)  # skipped, and the scale lowered, when fp16 gradients overflowed
+            scaler.update()
             scheduler.step()
             total += loss.detach() * (len(idx) / world)
             count += len(idx)
         train_loss = (distributed.all_reduce_sum(total) / count).item()
+        if world > 1:
+            distributed.average_buffers(student)
         if not torch.isfinite(torch.tensor(train_loss)):
             raise FloatingPointError(
                 f"training loss became {train_loss} in epoch {epoch}; lower config.lr "
@@ -343,15 +353,15 @@ def distill(
             row |= _validate(student, x[val_idx], targets_for(x[val_idx], target[val_idx]), device,
                              config.precision)
         if eval_set is not None:
-            row["eval_accuracy"] = evaluate(student, eval_set, device=device)
+            row["eval_accuracy"] = evaluate(student, eval_set, device=device, precision=config.precision)
         row["seconds"] = time.perf_counter() - t0
         result.history.append(row)
-        if progress:
-            epochs.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
+        epochs.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
         if run_dir is not None and rank == 0:
             run_dir.save("state.pt", {
                 "model": student.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                "generator": generator.get_state(),
                 "torch_rng": torch.get_rng_state(), "history": result.history})
     student.eval()
     return result

@@ -59,6 +59,25 @@ def init_from_env(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
+def average_buffers(module: torch.nn.Module) -> None:
+    """Make every rank's buffers equal, in place: floating ones (BatchNorm's running mean and
+    variance) become their mean over the ranks, the others (counters) rank 0's.
+
+    ``DistributedDataParallel`` broadcasts rank 0's buffers before each forward pass, and each
+    rank then updates its own from its slice of the batch, so after the last step the ranks
+    hold different running statistics unless this is called.
+    """
+    world = rank_and_world()[1]
+    if world <= 1:
+        return
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer)
+            buffer.div_(world)
+        else:
+            dist.broadcast(buffer, src=0)
+
+
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """Sum of ``t`` over the ranks (``t`` itself in one process)."""
     if rank_and_world()[1] > 1:

@@ -10,6 +10,8 @@ Names (``MODEL_NAMES``):
 * ``lenet5``        LeNet-5 with ReLU and max pooling: conv 6@5x5, pool, conv 16@5x5, pool,
                     conv 120@5x5, fc 84, fc C. Option ``width`` scales every width.
 * ``lenet5-half``   LeNet-5 at width 0.5 (3, 8, 60, 42), the paper's student.
+* ``lenet5-bn``     LeNet-5 with BatchNorm after each conv: a small teacher whose running
+                    statistics DeepInversion can match (chapter 10). Option ``width``.
 * ``cnn``           small generic CNN for any image size >= 8 (e.g. sklearn digits 8x8).
 * ``resnet18``, ``resnet34``   torchvision ResNets with a CIFAR stem (3x3 conv, no max pool).
 * ``vit``, ``vit8``, ``vit4``  torchvision VisionTransformer; vit8/vit4 are the paper's
@@ -26,7 +28,7 @@ import torch
 from torch import nn
 
 MODEL_NAMES: tuple[str, ...] = (
-    "mlp", "lenet5", "lenet5-half", "cnn", "resnet18", "resnet34", "vit", "vit8", "vit4",
+    "mlp", "lenet5", "lenet5-half", "lenet5-bn", "cnn", "resnet18", "resnet34", "vit", "vit8", "vit4",
 )
 
 
@@ -66,15 +68,20 @@ class LeNet5(nn.Module):
     so e.g. raw 28x28 MNIST also works; the paper pads 28x28 images to 32x32 instead.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: float = 1.0):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: float = 1.0,
+                 batchnorm: bool = False):
         super().__init__()
         c1, c2, c3, f1 = (max(1, round(w * width)) for w in (6, 16, 120, 84))
         self.widths = (c1, c2, c3, f1)
+
+        def bn(channels: int) -> list[nn.Module]:  # ``batchnorm``: BatchNorm2d between conv and ReLU
+            return [nn.BatchNorm2d(channels)] if batchnorm else []
+
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 5), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, c1, 5), *bn(c1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5), *bn(c2), nn.ReLU(), nn.MaxPool2d(2),
             nn.AdaptiveAvgPool2d(5),
-            nn.Conv2d(c2, c3, 5), nn.ReLU(),
+            nn.Conv2d(c2, c3, 5), *bn(c3), nn.ReLU(),
         )
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(c3, f1), nn.ReLU(), nn.Linear(f1, num_classes),
@@ -164,7 +171,7 @@ def make_model(name: str, num_classes: int = 10, in_channels: int = 1, image_siz
             ``mlp`` takes any (N, ...) with ``in_features`` values per sample.
         options: per model --
             mlp: ``in_features`` (default in_channels * image_size**2), ``hidden`` (64), ``depth`` (2);
-            lenet5: ``width`` (float multiplier, 1.0); lenet5-half: none (it is width 0.5);
+            lenet5, lenet5-bn: ``width`` (float multiplier, 1.0); lenet5-half: none (it is width 0.5);
             cnn: ``width`` (32); resnet18/34: none;
             vit: ``depth`` (8), ``patch_size`` (4), ``hidden_dim`` (192), ``num_heads`` (3),
             ``mlp_dim`` (4 * hidden_dim), ``dropout`` (0.0); vit8/vit4: the same except ``depth``.
@@ -181,7 +188,7 @@ def make_model(name: str, num_classes: int = 10, in_channels: int = 1, image_siz
         in_features = options.pop("in_features", in_channels * image_size**2)
         return MLP(in_features, num_classes, **options)
 
-    if key in ("lenet5", "lenet5-half", "cnn") and image_size < (8 if key == "cnn" else 16):
+    if key in ("lenet5", "lenet5-half", "lenet5-bn", "cnn") and image_size < (8 if key == "cnn" else 16):
         hint = "" if key == "cnn" else " Use 'cnn' for small images such as 8x8 digits."
         raise ValueError(f"{key} needs image_size >= {8 if key == 'cnn' else 16}, got {image_size}.{hint}")
     if key == "lenet5":
@@ -190,6 +197,9 @@ def make_model(name: str, num_classes: int = 10, in_channels: int = 1, image_siz
     if key == "lenet5-half":
         _check_options(key, options, ())
         return LeNet5(num_classes, in_channels, width=0.5)
+    if key == "lenet5-bn":
+        _check_options(key, options, ("width",))
+        return LeNet5(num_classes, in_channels, batchnorm=True, **options)
     if key == "cnn":
         _check_options(key, options, ("width",))
         return SmallCNN(num_classes, in_channels, **options)

@@ -1,7 +1,7 @@
-"""CAKE and LAKE: synthetic samples on a teacher's decision boundary, from noise alone.
+"""CAKE and LAKE at scale: the configuration, the result, and the fast engine :func:`synthesize`.
 
-Data flow: noise ``x ~ N(0, I)`` and labels in groups of ``K`` distinct classes, then
-``T`` gradient steps on ``x`` (not on the teacher) of
+The method itself is in ``cake.py`` (read it first): noise ``x ~ N(0, I)`` and labels in
+groups of ``K`` distinct classes, then ``T`` gradient steps on ``x`` (not on the teacher) of
 
     L = w_cls * classification_loss + w_contr * contrastive_loss + w_tv * total_variation
 
@@ -13,15 +13,14 @@ softmax on the final samples. Chapters 2 and 3 of the book explain each part.
 Speed without changing the result: mini-batches are independent given the teacher, so
 ``parallel_batches`` of them are optimised as one large batch with a per-sample step
 size. The gradient each sample receives is the gradient of *its own* mini-batch's loss,
-exactly as in the one-batch-at-a-time :func:`synthesize_reference`, which stays here as
-the readable definition that the tests compare against.
+exactly as in the one-batch-at-a-time :func:`cake_mini.cake.synthesize_reference`, the
+readable definition that the tests compare against.
 
 Reference: Braun, Mundt, Kersting, AISTATS 2024 (arXiv:2306.02090).
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -32,9 +31,10 @@ from torch import Tensor, nn
 
 from . import distributed
 from .checkpoint import RunDirectory, atomic_save, fingerprint, safe_load
-from .precision import PRECISIONS, autocast
-from .losses import classification_loss, contrastive_loss, total_variation
+from .precision import PRECISIONS, InputGradScaler, autocast, uses_fp16
 from .schedules import SCHEDULES, step_sizes
+# the method's pieces live in cake.py; imported here for the engine and for old imports
+from .cake import batch_seed, initial_batch, synthesis_objective, synthesize_reference  # noqa: F401
 
 # ----------------------------------------------------------------------------- config
 
@@ -45,6 +45,11 @@ class SynthesisConfig:
 
     Defaults are the reference implementation's defaults without a dataset preset.
     ``SynthesisConfig.preset(name)`` gives the paper's per-dataset settings.
+
+    Two fields are engine settings, not part of the method: ``parallel_batches`` and
+    ``precision`` say how :func:`synthesize` computes (speed, memory, float format), not what;
+    the method in ``cake.py`` (:func:`~cake_mini.cake.cake_steps`,
+    :func:`~cake_mini.cake.synthesize_reference`) ignores them and runs one batch at a time in fp32.
 
     Attributes:
         num_samples: samples to synthesise (rounded up to whole batches, then cut).
@@ -58,10 +63,11 @@ class SynthesisConfig:
         schedule: ``"log-linear"``, ``"cosine"`` or ``"constant"`` (see ``schedules.py``).
         w_cls, w_contr, w_tv: weights of the three loss terms.
         seed: all randomness of batch ``m`` derives from ``(seed, m)``.
-        parallel_batches: mini-batches optimised together (speed and memory only; the
-            result is the same up to float rounding).
-        precision: ``"auto"`` (bf16 autocast on CUDA cards with bf16 tensor cores, fp32
-            elsewhere; see ``precision.py``), ``"fp32"`` or ``"bf16"``.
+        parallel_batches: engine setting: mini-batches optimised together (speed and memory
+            only; the result is the same up to float rounding).
+        precision: engine setting: ``"auto"`` (bf16 autocast on CUDA cards of compute capability >= 8, fp16
+            with loss scaling on 7.x such as the T4, fp32 elsewhere; see ``precision.py``),
+            ``"fp32"``, ``"bf16"`` or ``"fp16"``.
         bounds: ``(low, high)``: clip samples to the data's range after every step (a domain
             prior, e.g. ``(-1, 1)`` for images normalised with mean 0.5, std 0.5); ``None``
             (the reference) leaves them unbounded.
@@ -86,8 +92,9 @@ class SynthesisConfig:
     w_cls: float = 1e3
     w_contr: float = 1e1
     w_tv: float = 1e5
-    # reproducibility and speed
+    # reproducibility
     seed: int = 0
+    # engine settings: how synthesize() computes, not what (cake.py ignores them)
     parallel_batches: int = 8
     precision: str = "auto"
     # not in the reference; off by default
@@ -170,7 +177,7 @@ class SynthesisConfig:
 # ----------------------------------------------------------------------------- result
 
 
-@dataclass
+@dataclass(eq=False)
 class SyntheticSet(torch.utils.data.Dataset):
     """Synthetic samples and what the teacher says about them; a ``Dataset`` of ``(x, soft_label)``.
 
@@ -199,6 +206,15 @@ class SyntheticSet(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return self.x[i], self.soft_labels[i]
+
+    def __eq__(self, other: object) -> bool:
+        """Same values in every field (``torch.equal``) and the same ``meta``."""
+        if not isinstance(other, SyntheticSet):
+            return NotImplemented
+        return self.meta == other.meta and all(
+            torch.equal(a, b) for a, b in zip(self.tensors().values(), other.tensors().values()))
+
+    __hash__ = None  # mutable tensors: not hashable, like a list
 
     def tensors(self) -> dict[str, Tensor]:
         return {f: getattr(self, f) for f in self.FIELDS}
@@ -245,26 +261,6 @@ class NonFiniteLossError(FloatingPointError):
 # ----------------------------------------------------------------------------- helpers
 
 
-def batch_seed(seed: int, batch: int, stream: str = "init") -> int:
-    """A 63-bit seed for batch ``batch`` of a run with ``seed``; independent across streams."""
-    digest = hashlib.sha256(f"cake_mini:{seed}:{batch}:{stream}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
-def initial_batch(batch: int, config: SynthesisConfig, input_shape: tuple[int, ...],
-                  num_classes: int, group_size: int) -> tuple[Tensor, Tensor]:
-    """Noise start and labels of mini-batch ``batch``: ``(B, *input_shape)``, ``(B,)``.
-
-    Labels come in groups of ``K``: each group is the first ``K`` entries of a random
-    permutation of the classes, so all samples of a group have distinct classes.
-    """
-    g = torch.Generator().manual_seed(batch_seed(config.seed, batch))
-    x = torch.randn((config.batch_size, *input_shape), generator=g)
-    groups = config.batch_size // group_size
-    labels = torch.stack([torch.randperm(num_classes, generator=g)[:group_size] for _ in range(groups)])
-    return x, labels.reshape(-1)
-
-
 def _resolve_device(teacher: Callable, device: str | torch.device | None) -> torch.device:
     params = list(teacher.parameters()) if isinstance(teacher, nn.Module) else []
     own = params[0].device if params else None
@@ -302,23 +298,6 @@ def check_teacher(teacher: Callable[[Tensor], Tensor], input_shape: tuple[int, .
     if not torch.isfinite(out).all():
         raise ValueError("the teacher's output contains NaN or Inf on an all-zero input; "
                          "check its weights (e.g. a failed training run) before distilling it")
-
-
-def synthesis_objective(logits: Tensor, x: Tensor, labels: Tensor, group_size: int,
-                        config: SynthesisConfig, num_batches: int = 1) -> Tensor:
-    """The CAKE loss of each of ``num_batches`` equal, consecutive mini-batches: shape ``(num_batches,)``.
-
-    With ``num_batches=1`` this is ``w_cls * classification_loss + w_contr * contrastive_loss
-    + w_tv * total_variation`` with the reference reductions (means).
-    """
-    logits = logits.float()
-    total = config.w_cls * classification_loss(logits, labels, group_size, "none").view(num_batches, -1).mean(1)
-    if config.w_contr:
-        contr = contrastive_loss(logits, labels, group_size, "none").view(num_batches, -1).mean(1)
-        total = total + config.w_contr * contr
-    if config.w_tv:
-        total = total + config.w_tv * total_variation(x, "none").reshape(num_batches, -1).mean(1)
-    return total
 
 
 # ----------------------------------------------------------------------------- algorithm
@@ -424,13 +403,11 @@ def _cut(part: SyntheticSet, first_batch: int, config: SynthesisConfig) -> Synth
     return part.subset(batch * config.batch_size + sample < keep)
 
 
-def _progress(starts: range, enabled: bool, config: SynthesisConfig):
-    if not enabled:
-        return starts
-    from tqdm.auto import tqdm
+def _progress(starts: list, enabled: bool, config: SynthesisConfig):
+    from .progress import progress_bar
 
-    return tqdm(starts, desc=f"{config.method.upper()} synthesis",
-                unit=f"x{config.parallel_batches} batches", leave=False)
+    return progress_bar(starts, enabled=enabled, desc=f"{config.method.upper()} synthesis",
+                        unit=f"x{config.parallel_batches} batches")
 
 
 def _channel_last(x: Tensor) -> Tensor:
@@ -448,10 +425,12 @@ def _use_channel_last(teacher, input_shape: tuple[int, ...], device: torch.devic
     """
     if device.type != "cpu" or len(input_shape) != 3 or input_shape[0] != 1:
         return False
+    if not (isinstance(teacher, nn.Module) and any(isinstance(m, nn.Conv2d) for m in teacher.modules())):
+        return False  # nothing to gain, and a black-box teacher would pay for the probe in queries
     try:
         with torch.no_grad():
             teacher(_channel_last(torch.zeros((2, *input_shape))))
-    except RuntimeError:
+    except Exception:  # e.g. a .view on channel-last activations; any failure means "keep NCHW"
         return False
     return True
 
@@ -481,12 +460,18 @@ def _optimize_batches(teacher, batches: list[int], etas: Tensor, config: Synthes
     record = set(config.snapshot_steps[:-1])
     kept: list[tuple[Tensor, Tensor]] = []  # (x_t, softmax f(x_t)) for t in record
 
-    for t in range(config.steps):
-        x.requires_grad_(True)
+    scaler = InputGradScaler(uses_fp16(device, config.precision))
+    logits = None
+
+    def objective(x: Tensor) -> Tensor:  # (P,): each mini-batch's own loss
+        nonlocal logits
         with autocast(device, config.precision):
             logits = teacher(x)
-        losses = synthesis_objective(logits, x, y, group_size, config, n)  # (P,)
-        (grad,) = torch.autograd.grad(losses.sum(), x)
+        return synthesis_objective(logits, x, y, group_size, config, n)
+
+    for t in range(config.steps):
+        x.requires_grad_(True)
+        losses, grad = scaler.grad(objective, x)
         x = x.detach()
         if t in record:
             kept.append((x.clone(), logits.detach().float().softmax(-1)))
@@ -532,62 +517,3 @@ def _optimize_batches(teacher, batches: list[int], etas: Tensor, config: Synthes
         step_size=etas[batches].float().repeat_interleave(len(kept) * config.batch_size),
         step=steps.repeat_interleave(config.batch_size).repeat(n),
     )
-
-
-def synthesize_reference(
-    teacher: Callable[[Tensor], Tensor],
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    config: SynthesisConfig | None = None,
-    *,
-    device: str | torch.device | None = None,
-) -> SyntheticSet:
-    """The readable definition: one mini-batch at a time with ``torch.optim``, fp32, eager.
-
-    :func:`synthesize` must give the same samples up to float rounding; the tests check it,
-    and ``benchmarks/throughput.py`` times it as the straightforward baseline.
-    """
-    config = config or SynthesisConfig()
-    group_size = config.validate(num_classes)
-    input_shape = tuple(input_shape)
-    device = _resolve_device(teacher, device)
-    check_teacher(teacher, input_shape, num_classes, device)
-    etas = step_sizes(config.num_batches, config.lr, config.lr_decades, config.schedule)
-    parts = []
-    for m in range(config.num_batches):
-        x0, y = initial_batch(m, config, input_shape, num_classes, group_size)
-        if config.bounds is not None:
-            x0.clamp_(*config.bounds)
-        x = x0.to(device).requires_grad_(True)
-        y = y.to(device)
-        eta = float(etas[m].float())
-        optimizer = (torch.optim.SGD([x], lr=eta) if config.optimizer == "sgd"
-                     else torch.optim.Adam([x], lr=eta))
-        noise_gen = torch.Generator(device).manual_seed(batch_seed(config.seed, m, "langevin"))
-        record = config.snapshot_steps[:-1]
-        iterates = []  # (x_t, softmax f(x_t)) after each snapshot step t
-        for t in range(config.steps):
-            logits = teacher(x)
-            if t in record:
-                iterates.append((x.detach().clone(), logits.detach().softmax(-1)))
-            loss = config.w_cls * classification_loss(logits, y, group_size)
-            loss = loss + config.w_contr * contrastive_loss(logits, y, group_size)
-            if config.w_tv:
-                loss = loss + config.w_tv * total_variation(x)
-            (x.grad,) = torch.autograd.grad(loss, x)  # leaves the teacher's .grad alone
-            optimizer.step()
-            if config.method == "lake":
-                with torch.no_grad():
-                    noise = torch.randn(x.shape, generator=noise_gen, device=device)
-                    x.add_(math.sqrt(2 * eta) * noise)
-            if config.bounds is not None:
-                with torch.no_grad():
-                    x.clamp_(*config.bounds)
-        with torch.no_grad():
-            iterates.append((x.detach().clone(), teacher(x).softmax(-1)))
-        s = len(iterates)
-        part = SyntheticSet(torch.cat([i[0] for i in iterates]).cpu(), torch.cat([i[1] for i in iterates]).cpu(),
-                            y.repeat(s).cpu(), torch.full((s * len(x),), eta),
-                            torch.tensor(config.snapshot_steps).repeat_interleave(len(x)))
-        parts.append(_cut(part, m, config))
-    return SyntheticSet.cat(parts)

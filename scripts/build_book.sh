@@ -26,6 +26,7 @@ cleanup() {
     rm -rf "$tmp" _build/_config.size.yml
 }
 trap cleanup EXIT
+"${PYTHON:-python}" scripts/results_page.py   # book/results.md from benchmarks/results/ (the Results page)
 bash scripts/convert_notebooks.sh "$tmp" >/dev/null
 for nb in "$tmp"/notebooks/*.ipynb; do
     dest="notebooks/$(basename "$nb")"

@@ -29,6 +29,13 @@ def make_student() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 5))
 
 
+def make_bn_student() -> nn.Module:
+    """With BatchNorm: its running statistics are buffers that DDP does not keep equal by itself."""
+    torch.manual_seed(2)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 8 * 8, 5))
+
+
 def main(out: Path) -> None:
     torch.set_num_threads(1)
     device = distributed.init_from_env("cpu")
@@ -37,8 +44,10 @@ def main(out: Path) -> None:
                               checkpoint_dir=out / "synthesis")
     student = make_student()
     result = cm.distill(student, synthetic, DISTILL, device=device, progress=False, checkpoint_dir=out / "distill")
+    bn_student = make_bn_student()
+    cm.distill(bn_student, synthetic, DISTILL.replace(epochs=2), device=device, progress=False)
     torch.save({"world": world, "synthetic": synthetic.tensors(), "student": student.state_dict(),
-                "history": result.history}, out / f"rank{rank}.pt")
+                "bn_student": bn_student.state_dict(), "history": result.history}, out / f"rank{rank}.pt")
     torch.distributed.destroy_process_group()
 
 

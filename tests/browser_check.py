@@ -11,10 +11,14 @@ For each page listed in ``_toc.yml`` it serves ``_build/html`` on 127.0.0.1 and 
 - the page loads, and no file it asks the local server for is missing;
 - every local image is decoded (``naturalWidth > 0``), and a chapter whose source draws a
   plot shows at least one rendered figure from ``_images/``;
+- no shown code scrolls sideways (``book/_static/custom.css`` wraps long lines);
 - every internal link points at an existing file, and at an existing ``id`` when it has a
   ``#fragment``;
 - a chapter (a notebook page) has a Colab button opening ``notebooks/<chapter>.ipynb`` on
   the branch that ``_config.yml`` names (CI publishes the generated notebooks there);
+- chapter 2, and any chapter whose code calls ``synthesis_animation(``, shows a working
+  kernel-free animation: the player (``cake_mini.viz.synthesis_animation``, matplotlib's
+  jshtml) starts, and moving its slider or pressing "Last frame" changes the frame shown;
 
 and saves a full-page screenshot to ``_build/screenshots/<page>.png``.
 
@@ -64,6 +68,10 @@ MATHJAX_CDN = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/"
 COLAB_PREFIX = "https://colab.research.google.com/github/"
 # A chapter "contains a plot" when its source calls matplotlib or the package's viz helpers.
 PLOT_PATTERN = re.compile(r"^\s*[^#\s].*\b(plt\.|matplotlib|viz\.|\.plot\(|imshow\()", re.M)
+# Pages that must show a synthesis animation (a static page: no kernel, no widgets), and the
+# call that makes any other chapter one of them.
+ANIMATION_PAGES = ("notebooks/02_toy_2d",)
+ANIMATION_PATTERN = re.compile(r"^\s*[^#\s].*\bsynthesis_animation\(", re.M)
 SOURCE_SUFFIXES = (".py", ".md", ".ipynb")
 
 
@@ -107,6 +115,14 @@ def has_plot(source: Path) -> bool:
     if source.suffix != ".py":
         return False
     return bool(PLOT_PATTERN.search(source.read_text(encoding="utf8")))
+
+
+def has_animation(page: str, source: Path | None) -> bool:
+    """True when the page must show a working synthesis animation (see ANIMATION_PAGES)."""
+    if page in ANIMATION_PAGES:
+        return True
+    return (source is not None and source.suffix == ".py"
+            and bool(ANIMATION_PATTERN.search(source.read_text(encoding="utf8"))))
 
 
 def expected_colab_url(page: str, root: Path = ROOT) -> str:
@@ -220,6 +236,67 @@ async () => {
 }
 """
 _LINKS_JS = "() => [...document.querySelectorAll('a[href]')].map(a => a.href)"
+# Code blocks (cell inputs and code in the text) that are visible and wider than their box:
+# the longest line of each.
+_WIDE_CODE_JS = """
+() => [...document.querySelectorAll("div.cell_input pre, div[class*='highlight-'] > div.highlight pre")]
+  .filter(pre => pre.offsetParent !== null && pre.scrollWidth > pre.clientWidth + 1)
+  .map(pre => pre.textContent.split("\\n").reduce((a, b) => (b.length > a.length ? b : a), "").trim())
+"""
+# Each jshtml player: wait until its script has shown the first frame, then drag the slider
+# to the last frame (an `input` event, as a mouse would send) and back to the first.
+_ANIMATION_JS = """
+async () => {
+  const decoded = async img => { try { await img.decode(); } catch (e) {} return img.naturalWidth; };
+  const players = [...document.querySelectorAll("div.animation")];
+  const result = [];
+  for (const player of players) {
+    const img = player.querySelector("img"), slider = player.querySelector("input.anim-slider");
+    if (!img || !slider) { result.push({error: "player without an image or a slider"}); continue; }
+    for (let i = 0; i < 60 && !img.getAttribute("src"); i++) await new Promise(r => setTimeout(r, 50));
+    const first = img.getAttribute("src") || "", firstWidth = await decoded(img);
+    const last = Number(slider.max);
+    slider.value = String(last);
+    slider.dispatchEvent(new Event("input", {bubbles: true}));
+    const moved = img.getAttribute("src") || "", movedWidth = await decoded(img);
+    slider.value = "0";
+    slider.dispatchEvent(new Event("input", {bubbles: true}));
+    const back = img.getAttribute("src") || "";
+    result.push({id: slider.id, frames: last + 1, started: first !== "", firstWidth, movedWidth,
+                 changed: moved !== first, back: back === first});
+  }
+  return result;
+}
+"""
+
+
+def check_animation(tab) -> list[str]:
+    """Problems with the synthesis animations on the open page (empty list: they work)."""
+    players = tab.evaluate(_ANIMATION_JS)
+    if not players:
+        return ["no synthesis animation on the page (a div.animation player, made by "
+                "cake_mini.viz.synthesis_animation)"]
+    problems = []
+    for p in players:
+        name = f"animation {p.get('id', '?')}"
+        if "error" in p:
+            problems.append(f"{name}: {p['error']}")
+        elif not p["started"]:
+            problems.append(f"{name}: its script never showed a frame (JavaScript blocked or broken?)")
+        elif p["frames"] < 2:
+            problems.append(f"{name}: the slider has {p['frames']} frame(s); an animation needs 2 or more")
+        elif not p["changed"] or not p["back"]:
+            problems.append(f"{name}: moving the slider did not change the frame shown")
+        elif not (p["firstWidth"] > 0 and p["movedWidth"] > 0):
+            problems.append(f"{name}: a frame image did not decode")
+    if not problems:  # a real click on a button too, not only a scripted slider
+        button = tab.locator("div.animation button[title='Last frame']").first
+        img = tab.locator("div.animation img").first
+        before = img.get_attribute("src")
+        button.click()
+        if img.get_attribute("src") == before:
+            problems.append("pressing the animation's 'Last frame' button did not change the frame shown")
+    return problems
 
 
 @functools.lru_cache(maxsize=None)
@@ -286,6 +363,14 @@ def check_page(
         math_errors = tab.evaluate(_MATH_ERRORS_JS)
         if math_errors > 0:
             problems.append(f"{math_errors} formula(s) that MathJax cannot render")
+
+        wide = tab.evaluate(_WIDE_CODE_JS)
+        if wide:
+            problems.append(f"{len(wide)} code block(s) scroll sideways (book/_static/custom.css should "
+                            f"wrap them), e.g. the line {wide[0][:80]!r}")
+
+        if has_animation(page, source):
+            problems.extend(check_animation(tab))
 
         hrefs = tab.evaluate(_LINKS_JS)
         for href in sorted(set(hrefs)):

@@ -1,6 +1,26 @@
+import contextlib
+
 import pytest
 import torch
 from torch import nn
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Compute with one torch thread: tiny tensors gain nothing from threads, subprocess
+    workers use one, and equal thread counts give equal float sums."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    with single_thread():
+        yield
 
 
 @pytest.fixture

@@ -51,22 +51,55 @@ def test_online_teacher_replaces_stored_targets():
         assert (student(x).argmax(-1) == teacher(x).argmax(-1)).float().mean() > 0.9
 
 
-def test_augment_shifts_and_flips_each_sample():
-    x = torch.arange(2 * 16.0).view(2, 1, 4, 4)
+def _moved(image: torch.Tensor, dy: int, dx: int, flip: bool) -> torch.Tensor:
+    """``image`` (C, H, W) flipped, then its content moved by (dy, dx) with zeros coming in."""
+    image = image.flip(-1) if flip else image
+    out = torch.zeros_like(image)
+    h, w = image.shape[-2:]
+    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        image[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+@pytest.mark.parametrize("kind", ["shift", "flip-shift"])
+def test_augment_shifts_and_flips_each_sample(kind):
+    x = torch.arange(1.0, 1 + 64 * 16).view(64, 1, 4, 4)
     g = torch.Generator().manual_seed(0)
     assert torch.equal(augment_batch(x, None, 1, g), x)
-    out = augment_batch(x, "flip-shift", 1, g)
-    assert out.shape == x.shape
+    out = augment_batch(x, kind, 1, g)
+    flips = [False, True] if kind == "flip-shift" else [False]
+    seen = set()
+    for image, result in zip(x, out):
+        moves = [(dy, dx, f) for dy in (-1, 0, 1) for dx in (-1, 0, 1) for f in flips
+                 if torch.equal(result, _moved(image, dy, dx, f))]
+        assert moves, "every output is its input flipped and/or shifted by at most 1 pixel"
+        seen.update(moves)
+    assert len(seen) >= 9 * len(flips) - 2  # the draws vary per sample and cover the moves
     zero_shift = augment_batch(x, "shift", 0, g)
     assert torch.equal(zero_shift, x)
     with pytest.raises(ValueError, match="needs images"):
         augment_batch(torch.randn(4, 3), "shift", 1, g)
 
 
+def test_randaugment_changes_images_reproducibly():
+    x = torch.rand(16, 1, 12, 12) * 2 - 1
+    torch.manual_seed(1)
+    out = augment_batch(x, "randaugment", 0, torch.Generator().manual_seed(0))
+    torch.manual_seed(2)
+    again = augment_batch(x, "randaugment", 0, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and torch.equal(out, again)  # drawn from the generator, not the global RNG
+    assert not torch.equal(out, augment_batch(x, "randaugment", 0, torch.Generator().manual_seed(1)))
+    changed = (out - x).flatten(1).abs().amax(1) > 1e-6
+    assert 4 <= changed.sum() <= 16  # two operations per image; Identity leaves a few alone
+
+
 def test_bad_config_and_non_finite_loss():
     x, y = _linear_problem(64)
     with pytest.raises(ValueError, match="augment must be one of"):
         cm.distill(nn.Linear(6, 3), (x, y), cm.DistillConfig(augment="mixup"), progress=False)
+    for temperature in (0.0, -1.0):
+        with pytest.raises(ValueError, match="temperature must be > 0"):
+            cm.distill(nn.Linear(6, 3), (x, y), cm.DistillConfig(temperature=temperature), progress=False)
     bad = x.clone()
     bad[0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match="lower config.lr"):
@@ -81,3 +114,52 @@ def test_mixup_blends_inputs_and_targets_alike():
     mixed_x, mixed_y = mix_batch(x, y, 4, torch.Generator().manual_seed(0))
     assert torch.allclose(mixed_x.view(4, 4), mixed_y)  # x_i is one-hot of y_i, so the blends match
     assert torch.allclose(mixed_y.sum(-1), torch.ones(4))
+
+
+class _AutocastRecorder(nn.Linear):
+    """Records, per call, the autocast dtype it ran under (None: no autocast)."""
+
+    def __init__(self):
+        super().__init__(6, 3)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return super().forward(x)
+
+
+def test_evaluation_runs_in_the_run_s_precision():
+    x, y = _linear_problem(64)
+    model = _AutocastRecorder()
+    cm.evaluate(model, (x, y), precision="fp32")
+    cm.evaluate(model, (x, y), precision="bf16")
+    assert model.seen == [None, torch.bfloat16]
+    model.seen.clear()
+    cm.distill(model, (x, y), cm.DistillConfig(epochs=1, batch_size=64, val_fraction=0, precision="fp16"),
+               eval_set=(x, y), progress=False)
+    assert model.seen == [torch.float16, torch.float16]  # one training step, one evaluation
+
+
+def test_fp16_training_with_loss_scaling_matches_fp32():
+    x, y = _linear_problem(512)
+    results = {}
+    for precision in ("fp32", "fp16"):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 3))
+        cm.distill(model, (x, y), cm.DistillConfig(epochs=5, batch_size=64, lr=0.1, precision=precision),
+                   progress=False)
+        results[precision] = (model, cm.evaluate(model, (x, y)))
+    assert results["fp32"][1] > 0.9
+    assert results["fp16"][1] == pytest.approx(results["fp32"][1], abs=0.03)
+    pairs = list(zip(results["fp32"][0].parameters(), results["fp16"][0].parameters()))
+    assert not all(torch.equal(a, b) for a, b in pairs)  # fp16 did run
+    for a, b in pairs:
+        torch.testing.assert_close(a, b, rtol=0.05, atol=0.02)
+
+
+def test_progress_under_a_pipe_is_a_few_plain_lines(capsys):
+    x, y = _linear_problem(64)
+    cm.distill(nn.Linear(6, 3), (x, y), cm.DistillConfig(epochs=3, batch_size=8), progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err  # no redrawn bar in a log
+    assert "training: 3/3 epochs" in err and len(err.splitlines()) <= 3

@@ -31,14 +31,6 @@ def two_ranks(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_two_ranks_synthesise_the_one_process_samples_bit_for_bit(two_ranks, one_thread):
     ranks = [torch.load(two_ranks / f"rank{r}.pt") for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]
@@ -78,6 +70,15 @@ def test_ddp_distillation_matches_one_process(two_ranks, one_thread):
     assert not list((two_ranks / "distill").glob("manifest.rank*"))
 
 
+def test_ranks_end_with_the_same_batchnorm_statistics(two_ranks):
+    ranks = [torch.load(two_ranks / f"rank{r}.pt")["bn_student"] for r in (0, 1)]
+    assert any("running_mean" in name for name in ranks[0])
+    for name, tensor in ranks[0].items():
+        assert torch.equal(tensor, ranks[1][name]), f"ranks disagree on {name}"
+    start = worker.make_bn_student().state_dict()
+    assert not torch.equal(ranks[0]["1.running_mean"], start["1.running_mean"])  # it did train
+
+
 def test_synthesis_in_several_processes_needs_a_shared_directory(monkeypatch, tiny_teacher):
     monkeypatch.setattr(distributed, "rank_and_world", lambda: (0, 2))
     with pytest.raises(ValueError, match="pass checkpoint_dir= on a file system every rank sees"):
@@ -97,3 +98,15 @@ def test_cli_runs_under_torchrun(tmp_path):
     assert results["processes"] == 2
     assert sorted(p.name for p in (out / "synthesis").glob("manifest*")) == ["manifest.rank0.json",
                                                                            "manifest.rank1.json"]
+
+
+@pytest.mark.slow
+def test_cli_with_a_batchnorm_teacher_under_torchrun(tmp_path):
+    """ResNet teachers have BatchNorm: both ranks must synthesise from the same teacher."""
+    out = tmp_path / "c10"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cake_mini",
+           "run", "cifar10-resnet", "--size", "smoke", "--stand-in", "--out", str(out), "--no-progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert json.loads((out / "results.json").read_text())["processes"] == 2

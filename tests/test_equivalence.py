@@ -18,13 +18,7 @@ BASE = cm.SynthesisConfig(num_samples=67, batch_size=10, steps=6, group_size=5, 
                           w_cls=3.0, w_contr=0.3, w_tv=1.0, precision="fp32", seed=3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy machine OpenMP waits dominate."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _conv_teacher(channels: int) -> nn.Module:
@@ -166,3 +160,23 @@ def test_snapshots_are_the_trajectory_of_the_same_samples():
     _same_set(snap.subset(snap.step == 4), shorter)
     assert torch.equal(snap.subset(snap.step == 2).labels, plain.labels)
     assert snap.x.stride() == torch.empty(snap.x.shape).stride()
+
+
+class _LayoutCheckingTeacher(nn.Module):
+    """Refuses channel-last inputs with its own error type, as a hand-written model might."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.fc = nn.Conv2d(1, 4, 3), nn.Linear(4 * 6 * 6, 5)
+
+    def forward(self, x):
+        if x.stride(1) != x.stride(0):
+            raise ValueError("expects NCHW-contiguous images")
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+def test_a_teacher_refusing_channel_last_with_any_error_gets_the_ordinary_layout():
+    teacher, cfg = _LayoutCheckingTeacher().eval(), BASE.replace(parallel_batches=3)
+    _same_set(cm.synthesize(teacher, (1, 8, 8), 5, cfg, progress=False),
+              cm.synthesize_reference(teacher, (1, 8, 8), 5, cfg))

@@ -8,7 +8,7 @@ from cake_mini.models import MODEL_NAMES, count_parameters, make_model
 
 # name -> (in_channels, image_size) used to build and feed it
 SHAPES = {
-    "mlp": (1, 32), "lenet5": (1, 32), "lenet5-half": (3, 32), "cnn": (1, 8),
+    "mlp": (1, 32), "lenet5": (1, 32), "lenet5-half": (3, 32), "lenet5-bn": (1, 32), "cnn": (1, 8),
     "resnet18": (3, 32), "resnet34": (3, 32), "vit": (1, 32), "vit8": (3, 32), "vit4": (3, 32),
 }
 

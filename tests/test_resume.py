@@ -27,6 +27,7 @@ import torch
 from cake_mini import SynthesisConfig, SyntheticSet, distill, synthesize
 from cake_mini import synthesis as synthesis_module
 from cake_mini.checkpoint import MANIFEST, fingerprint, safe_load
+from conftest import single_thread as one_thread  # the worker computes with one thread too
 
 WORKER_FILE = Path(__file__).with_name("_resume_worker.py")
 _spec = importlib.util.spec_from_file_location("_resume_worker", WORKER_FILE)
@@ -38,17 +39,6 @@ FIELDS = SyntheticSet.FIELDS
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-@contextlib.contextmanager
-def one_thread():
-    """The worker computes with one thread; so does the reference here (same float sums)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class Worker:
@@ -388,3 +378,18 @@ def test_synthetic_set_save_load_roundtrip(tmp_path):
     raw = torch.load(path, weights_only=True)  # no pickled objects: the safe loader accepts it
     assert set(raw) == {*FIELDS, "meta"}
     assert [p.name for p in tmp_path.iterdir()] == ["set.pt"]  # no temporary left behind
+
+
+_GLOBAL_NET = None
+
+
+def test_fingerprint_follows_the_modules_a_function_reads_from_its_globals():
+    """``lambda q: net(q)`` with ``net`` a module-level name, as in a notebook (chapter 9)."""
+    global _GLOBAL_NET
+    _GLOBAL_NET = small_teacher()
+    teacher = lambda q: _GLOBAL_NET(q)  # noqa: E731
+    before = fingerprint(teacher)
+    assert fingerprint(lambda q: _GLOBAL_NET(q)) == before  # a new object with the same weights
+    with torch.no_grad():
+        _GLOBAL_NET[-1].weight.mul_(2)
+    assert fingerprint(teacher) != before

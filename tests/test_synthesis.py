@@ -4,6 +4,7 @@ import torch
 
 import cake_mini as cm
 from cake_mini import data, models
+from cake_mini.synthesis import initial_batch
 
 SMALL = cm.SynthesisConfig(num_samples=40, batch_size=10, steps=5, group_size=5, w_tv=1.0, parallel_batches=2)
 
@@ -52,8 +53,11 @@ def test_samples_move_towards_their_class():
     cfg = cm.SynthesisConfig(num_samples=300, batch_size=30, steps=100, w_cls=10, w_contr=0.0, w_tv=0,
                              schedule="constant", lr=1.0)
     s = cm.synthesize(teacher, (4,), 3, cfg, progress=False)
-    start = torch.randn(300, 4, generator=torch.Generator().manual_seed(5))
-    assert (teacher(start).argmax(-1) == s.labels).float().mean() < 0.6  # chance-like at the noise start
+    starts = [initial_batch(m, cfg, (4,), 3, 3) for m in range(cfg.num_batches)]  # the synthesiser's own start
+    start, labels = torch.cat([x for x, _ in starts]), torch.cat([y for _, y in starts])
+    assert torch.equal(labels, s.labels)
+    with torch.no_grad():
+        assert (teacher(start).argmax(-1) == labels).float().mean() < 0.6  # chance-like at the noise start
     assert (s.soft_labels.argmax(-1) == s.labels).float().mean() > 0.95
 
 
@@ -63,7 +67,9 @@ def test_lake_noise_has_the_stated_variance():
                              w_tv=0, schedule="constant", lr=0.01)
     still = cm.synthesize(teacher, (50,), 2, cfg, progress=False)
     lake = cm.synthesize(teacher, (50,), 2, cfg.replace(method="lake"), progress=False)
-    assert torch.equal(still.x, cm.synthesize(teacher, (50,), 2, cfg.replace(seed=0), progress=False).x)
+    assert torch.equal(lake.x, cm.synthesize(teacher, (50,), 2, cfg.replace(method="lake"), progress=False).x)
+    other_seed = cm.synthesize(teacher, (50,), 2, cfg.replace(method="lake", seed=1), progress=False)
+    assert not torch.equal(lake.x, other_seed.x)  # the Langevin noise follows the seed
     moved = lake.x - still.x  # no loss gradient: only T steps of sqrt(2 eta) N(0, I)
     assert moved.var().item() == pytest.approx(50 * 2 * 0.01, rel=0.05)
     assert moved.mean().abs().item() < 0.02
@@ -129,3 +135,39 @@ def test_toy2d_cake_beats_noise_when_the_boundary_is_away_from_the_origin():
     cake, noise_only = _agreement(cake_student, teacher, grid), _agreement(noise_student, teacher, grid)
     assert cake > 0.85
     assert cake > noise_only + 0.1
+
+
+def test_synthetic_sets_compare_by_value(tiny_teacher):
+    cfg = cm.SynthesisConfig(num_samples=20, batch_size=10, steps=2, group_size=5)
+    a = cm.synthesize(tiny_teacher, (1, 8, 8), 5, cfg, progress=False)
+    b = cm.synthesize(tiny_teacher, (1, 8, 8), 5, cfg, progress=False)
+    assert a == b and a is not b
+    assert a != cm.synthesize(tiny_teacher, (1, 8, 8), 5, cfg.replace(seed=1), progress=False)
+    assert a != a.subset(slice(0, 10)) and a != "not a set"
+
+
+def test_fp16_synthesis_with_loss_scaling_stays_close_to_fp32(tiny_teacher):
+    cfg = cm.SynthesisConfig(num_samples=40, batch_size=10, steps=10, group_size=5, lr=0.5, lr_decades=1,
+                             w_cls=3.0, w_contr=0.3, w_tv=1.0, precision="fp32")
+    fp32 = cm.synthesize(tiny_teacher, (1, 8, 8), 5, cfg, progress=False)
+    fp16 = cm.synthesize(tiny_teacher, (1, 8, 8), 5, cfg.replace(precision="fp16"), progress=False)
+    start = torch.cat([initial_batch(m, cfg, (1, 8, 8), 5, 5)[0] for m in range(cfg.num_batches)])
+    moved = (fp32.x - start).norm()
+    assert moved > 1.0  # the samples did move
+    assert not torch.equal(fp16.x, fp32.x)  # fp16 did run
+    assert (fp16.x - fp32.x).norm() < 0.02 * moved
+    assert (fp16.soft_labels.argmax(-1) == fp32.soft_labels.argmax(-1)).float().mean() >= 0.95
+
+
+def test_input_grad_scaler_backs_off_on_overflow_and_returns_the_true_gradient():
+    from cake_mini.precision import InputGradScaler
+
+    x = torch.ones(4, requires_grad=True)
+
+    def forward(x):  # d/dx = 100 per element, carried through fp16
+        return (x.half() * 100.0).float().sum().view(1)
+
+    scaler = InputGradScaler(True, init_scale=2.0 ** 12)  # 100 * 4096 overflows fp16 (max 65504)
+    losses, grad = scaler.grad(forward, x)
+    assert torch.equal(grad, torch.full((4,), 100.0)) and scaler.scale == 2.0 ** 9
+    assert torch.equal(InputGradScaler(False).grad(forward, x)[1], grad)

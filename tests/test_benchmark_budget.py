@@ -1,0 +1,39 @@
+"""The FashionMNIST benchmark's budget curve takes smaller runs' samples out of one large run."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import cake_mini as cm
+from cake_mini.schedules import step_sizes
+
+_spec = importlib.util.spec_from_file_location(
+    "fashion_mnist_benchmark", Path(__file__).parents[1] / "benchmarks" / "fashion_mnist.py")
+bench = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = bench  # its dataclasses look their module up there
+_spec.loader.exec_module(bench)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_every_kth_batch_and_a_snapshot_are_a_smaller_run(tiny_teacher):
+    config = cm.SynthesisConfig(num_samples=80, batch_size=10, steps=8, group_size=5, lr=0.5, lr_decades=2,
+                                w_cls=3.0, w_contr=0.3, w_tv=1.0, snapshots=4, parallel_batches=2, seed=3)
+    full = cm.synthesize(tiny_teacher, (1, 8, 8), 5, config, progress=False)
+    assert len(full) == 80 * 4
+    part = bench.budget_subset(full, config, stride=4, steps=4)
+    assert len(part) == 20 and (part.step == 4).all()  # batches 0 and 4, after 4 of 8 steps
+    # the step sizes of a run with 8 / 4 = 2 batches
+    torch.testing.assert_close(part.step_size.unique().sort(descending=True).values,
+                               step_sizes(2, config.lr, config.lr_decades, config.schedule).float())
+    # the snapshot after 4 steps is what a 4-step run returns for the same batches
+    short = cm.synthesize(tiny_teacher, (1, 8, 8), 5, config.replace(steps=4, snapshots=1), progress=False)
+    kept = torch.cat([torch.arange(0, 10), torch.arange(40, 50)])
+    assert torch.equal(part.x, short.x[kept]) and torch.equal(part.soft_labels, short.soft_labels[kept])
+    final = bench.budget_subset(full, config, stride=1, steps=8)
+    assert torch.equal(final.x, cm.synthesize(tiny_teacher, (1, 8, 8), 5, config.replace(snapshots=1),
+                                              progress=False).x)
+    with pytest.raises(ValueError, match="no snapshot after 5 steps"):
+        bench.budget_subset(full, config, stride=1, steps=5)
