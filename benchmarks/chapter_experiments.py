@@ -4,7 +4,6 @@
     python benchmarks/chapter_experiments.py --chapter 4          # digits: students and the w_TV sweep
     python benchmarks/chapter_experiments.py --chapter 6          # digits 32x32: teacher x student grids
     python benchmarks/chapter_experiments.py --chapter 8          # FashionMNIST: samples vs nearest real images
-    python benchmarks/chapter_experiments.py --chapter 8 --size cpu   # the same with half the samples
     python benchmarks/chapter_experiments.py --chapter 3 --seeds 0   # contrastive / classification gradient norms
     python benchmarks/chapter_experiments.py --chapter 2 --size smoke --seeds 0   # a pipeline check
     python benchmarks/chapter_experiments.py --chapter 4 --table-only            # rewrite the .md from the JSON
@@ -14,8 +13,8 @@ the chapter's ``pick(...)`` gives at ``default`` size (its models, budgets and r
 from ``cake_mini``), once per seed. A seed is the chapter's ``SEED`` (teacher, synthesis,
 noise, student initialisation), except where a chapter's own loop names other seeds (chapter 4's
 student seeds). Where a part of a chapter does not fit a CPU (chapter 6's ResNet and ViT, the
-chapter 8 teacher's 30 epochs of RandAugment) or is left out to save CPU time (chapter 2's LAKE
-student), the JSON's ``size`` and ``size_note`` say what was run instead and why.
+chapter 8 teacher's 30 epochs of RandAugment), the JSON's ``size`` and ``size_note`` say what
+was run instead and why.
 
 Writes benchmarks/results/chapterNN-<name>-<size>-cpu-<threads>threads.json after every seed:
 every seed's raw results (``runs``), the per-seed numbers the book and the Results page print
@@ -47,7 +46,7 @@ from torch.utils.data import TensorDataset
 import cake_mini as cm
 from cake_mini import DistillConfig, NonFiniteLossError, SynthesisConfig, book, distill, evaluate, synthesize
 from cake_mini.cake import cake_steps, initial_batch
-from cake_mini.checkpoint import atomic_write_bytes
+from cake_mini.checkpoint import atomic_write_bytes, fingerprint
 from cake_mini.data import load_dataset, toy2d
 from cake_mini.experiments import EXPERIMENTS, hardware, versions
 from cake_mini.losses import classification_loss, contrastive_loss, total_variation
@@ -55,7 +54,7 @@ from cake_mini.viz import predict_grid
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SIZES = ("default", "cpu", "smoke")  # cpu: only where a chapter names one (chapter 8)
+SIZES = ("default", "smoke")
 MACHINE = "this project's 2-core CPU machine, 1 thread, shared with other jobs (see load_average)"
 
 
@@ -76,7 +75,7 @@ CH2 = {  # notebooks/02_toy_2d.py: NUM_SAMPLES, STEPS, STUDENT_EPOCHS; TEACHER_E
     "default": dict(num_samples=4_000, steps=150, student_epochs=100, teacher_epochs=60, strip_steps=400),
     "smoke": dict(num_samples=2_000, steps=100, student_epochs=40, teacher_epochs=60, strip_steps=400),
 }
-SET_KINDS = ("CAKE", "classification only", "noise")  # the chapter's LAKE student is left out: CPU time
+SET_KINDS = ("CAKE", "classification only", "LAKE", "noise")
 NO_BOUNDARY = "the teacher predicts one class on the whole grid"
 
 
@@ -117,7 +116,8 @@ def chapter2(seed: int, s: dict) -> dict:
         config = SynthesisConfig(num_samples=s["num_samples"], batch_size=10 * num_classes, group_size=num_classes,
                                  steps=s["steps"], w_cls=10.0, w_contr=0.1, w_tv=0.0, lr=0.1, lr_decades=3,
                                  parallel_batches=64, seed=seed)
-        sets = {"CAKE": config, "classification only": config.replace(w_contr=0.0)}
+        sets = {"CAKE": config, "classification only": config.replace(w_contr=0.0),
+                "LAKE": config.replace(method="lake")}
         sets = {kind: synthesize(teacher, (2,), num_classes, c, progress=False) for kind, c in sets.items()}
         sets["noise"] = book.noise_set(teacher, s["num_samples"], (2,), seed=seed)
         view = (extent[0] - 1, extent[1] + 1, extent[2] - 1, extent[3] + 1)  # chapter 2's VIEW, around the data
@@ -126,6 +126,10 @@ def chapter2(seed: int, s: dict) -> dict:
             student = book.new_model("mlp", num_classes, seed=seed + 1, in_features=2, hidden=32, depth=2)
             distill(student, sets[kind], student_recipe, progress=False)
             result = {"test_accuracy": evaluate(student, test), "grid_agreement": grid_agreement(student, teacher, extent)}
+            soft = sets[kind].tensors[1] if kind == "noise" else sets[kind].soft_labels
+            far = int(torch.stack([x[y == c].mean(0) for c in range(num_classes)]).norm(dim=1).argmax())
+            result |= {"far_class_top": (soft.argmax(-1) == far).float().mean().item(),  # the class farthest
+                       "far_class_mass": soft[:, far].mean().item()}  # from the origin, where the noise is
             if kind != "noise":
                 samples = sets[kind]
                 result |= {"median_boundary_distance": _median(boundary_distance(teacher, samples.x, view)),
@@ -162,10 +166,15 @@ def chapter2_metrics(runs: dict[str, dict]) -> list[dict]:
                                    lambda r, f=path: 100 * f(r)["test_accuracy"]))
             metrics.append(_metric("student-teacher grid agreement (%)", f"{label}: {kind}", "%", runs,
                                    lambda r, f=path: 100 * f(r)["grid_agreement"]))
+            if label.startswith("blobs"):
+                metrics.append(_metric("samples: share whose top class is the class farthest from the origin (%)",
+                                       f"{label}: {kind}", "%", runs, lambda r, f=path: 100 * f(r)["far_class_top"]))
+                metrics.append(_metric("samples: mean soft-label probability of that class (%)", f"{label}: {kind}",
+                                       "%", runs, lambda r, f=path: 100 * f(r)["far_class_mass"]))
             if kind != "noise":
                 metrics.append(_metric("samples: median distance to the teacher's boundary", f"{label}: {kind}",
                                        "", runs, lambda r, f=path: f(r)["median_boundary_distance"], NO_BOUNDARY))
-    for kind in ("classification only", "CAKE", "LAKE"):  # the one-batch strip is cheap: LAKE stays
+    for kind in ("classification only", "CAKE", "LAKE"):
         metrics.append(_metric("one batch on moons (step size 0.1, 400 steps): median distance to the boundary",
                                kind, "", runs, lambda r, k=kind: r["strip"]["median_boundary_distance"][k],
                                NO_BOUNDARY))
@@ -363,7 +372,8 @@ def probe_large_models(s: dict) -> list[dict]:
         rate = 20 / (time.perf_counter() - t0)  # sample-steps per second
         teacher_hours = s["teacher_epochs"] * math.ceil(DIGITS_TRAIN / 64) * step_seconds / 3600
         probes.append({"what": f"{name} row and column of the across-models grid ({t_name} -> {s_name})",
-                       "why": "too slow for this CPU; a GPU runs it (chapter 6 says so too)",
+                       "why": "too slow for this CPU: the teacher's training and its synthesis alone take the "
+                              "hours of estimate_hours_per_seed (its students not counted); a GPU runs it",
                        "measured": {"teacher_training_step_seconds": step_seconds,
                                     "synthesis_sample_steps_per_second": rate},
                        "estimate_hours_per_seed": {"teacher": teacher_hours,
@@ -393,8 +403,6 @@ def chapter6_metrics(runs: dict[str, dict]) -> list[dict]:
 
 CH8 = {  # notebooks/08_samples_and_privacy.py at default size
     "default": dict(num_samples=5_000, steps=256, batch_size=500, num_queries=2_000, teacher_size="default"),
-    # half the mini-batches (5 of the default's 10 step sizes, the same range), the same queries
-    "cpu": dict(num_samples=2_500, steps=256, batch_size=500, num_queries=2_000, teacher_size="default"),
     "smoke": dict(num_samples=500, steps=20, batch_size=100, num_queries=200, teacher_size="smoke"),
 }
 QUERIES = ("synthetic", "test", "noise")
@@ -423,7 +431,7 @@ def nearest_images(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 
 def chapter8(seed: int, s: dict, teacher, train, test) -> dict:
     config = SynthesisConfig.preset("fashion-mnist", num_samples=s["num_samples"], steps=s["steps"],
                                     batch_size=s["batch_size"], seed=seed)
-    key = hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([dataclasses.asdict(config), fingerprint(teacher)]).encode()).hexdigest()[:12]
     t0 = time.perf_counter()
     synthetic = synthesize(teacher, (1, 32, 32), 10, config, progress=False,
                            checkpoint_dir=HERE / "cache" / "chapter08" / f"{s['teacher_size']}-{key}")
@@ -597,7 +605,7 @@ class Chapter:
 
 
 CHAPTERS = {
-    2: Chapter(2, "toy2d", "CAKE in two dimensions: students from CAKE, classification-only and noise samples",
+    2: Chapter(2, "toy2d", "CAKE in two dimensions: students from CAKE, classification-only, LAKE and noise samples",
                CH2, chapter2_metrics, "the chapter's SEED: toy data, teacher, synthesis, noise, student initialisation"),
     3: Chapter(3, "gradient-norms", "How large each loss term's gradient is, per preset, on trained teachers",
                CH3, chapter3_metrics, "synthesis seed (noise starts and labels); the teachers are fixed"),
@@ -616,25 +624,15 @@ def size_label(chapter: Chapter, size: str) -> tuple[str, str]:
     if size == "smoke":
         return "smoke", "pipeline check; the numbers mean nothing"
     return {
-        2: ("default, without the LAKE students", "the chapter's default values; the LAKE students of the "
-                                                  "chapter's baseline table are left out to save CPU time (the "
-                                                  "one-batch strip keeps LAKE)"),
         3: ("4 mini-batches per preset", "not a chapter run: for each preset its batch size, steps and weights, "
                                          "4 mini-batches with step sizes eta0 * 10^(-d m / 4), m = 0..3"),
         6: ("default, across-models grid MLP and CNN only",
             "the chapter's default budgets; the across-models grid without its ResNet and ViT rows and columns "
             "(not_run: measured step times and the hours they extrapolate to)"),
-        8: ("default, teacher on bilinear-resized images" if size == "default" else
-            "cpu (default budget / 2: 2,500 samples, 5 of the default's 10 step sizes), teacher on bilinear-resized "
-            "images",
-            ("the chapter's default budgets" if size == "default" else
-             "the chapter's default steps, batch size and 2,000 queries, half its samples: 5 mini-batches with "
-             "the step sizes of the default's mini-batches 0, 2, 4, 6 and 8 (0.1 down to 6.3e-5)") +
-            "; the teacher is the LeNet-5 of benchmarks/fashion_mnist.py (recipe "
-            "'authors': the chapter's 30 epochs of RandAugment, seed 0) on images resized 28 -> 32 bilinearly, as "
-            "the fashion-mnist experiment's data_options, where the chapter pads them; the data here are resized "
-            "the same way. That training costs more CPU time than all seeds' synthesis together, so one cached "
-            "teacher (seed 0) serves all seeds."),
+        8: ("default, one teacher for all seeds",
+            "the chapter's default budgets, data and teacher (book.fashion_mnist_teacher at default size); the "
+            "teacher is the chapter's seed-0 teacher for every seed: its 30 epochs of RandAugment cost more CPU "
+            "time than all seeds' synthesis together. A seed varies the synthesis and the query draws."),
     }.get(chapter.number, ("default", "the chapter's default values, all of them"))
 
 
@@ -671,8 +669,6 @@ def main() -> None:
         if args.table_only:
             write(path, results, chapter)
             continue
-        if args.size not in chapter.sizes:
-            parser.error(f"chapter {number} has no size {args.size!r}; it has {', '.join(chapter.sizes)}")
         settings = chapter.sizes[args.size]
         size, note = size_label(chapter, args.size)
         results |= {"chapter": number, "notebook": chapter.notebook, "title": chapter.title, "size": size,
@@ -708,11 +704,16 @@ def prepare(chapter: Chapter, size: str, settings: dict, results: dict) -> Calla
         if size != "smoke" and "not_run" not in results:
             results["not_run"] = probe_large_models(settings)
         return lambda seed: chapter6(seed, settings)
+    if chapter.number == 8:  # the chapter's data (padded 28 -> 32) and its teacher, trained once into runs/
+        train, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
+        t0 = time.perf_counter()
+        teacher = book.fashion_mnist_teacher(train, size=settings["teacher_size"], seed=0, progress=False)
+        results["teacher"] = {"model": "lenet5", "made_by": "cake_mini.book.fashion_mnist_teacher, seed 0",
+                              "seconds_to_train_or_load": time.perf_counter() - t0,
+                              "test_accuracy": evaluate(teacher, test)}
+        return lambda seed: chapter8(seed, settings, teacher, train, test)
     teacher, info = fmnist_teacher(settings["teacher_size"])
     results["teacher"] = info
-    if chapter.number == 8:
-        train, test = (load_dataset("fashion-mnist", split, resize="bilinear") for split in ("train", "test"))
-        return lambda seed: chapter8(seed, settings, teacher, train, test)
     exp = EXPERIMENTS["digits"]
     digits = book.new_model("cnn", 10, seed=0, in_channels=1, image_size=8, **exp.teacher_options)
     epochs = exp.budgets[settings["teacher_size"]].teacher_epochs
