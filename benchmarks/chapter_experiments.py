@@ -646,7 +646,10 @@ def write(path: Path, results: dict, chapter: Chapter) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(results, indent=1) + "\n").encode())
     runs = {str(r["seed"]): r["result"] for r in results["runs"]}
-    results["metrics"] = chapter.metrics(runs) if runs else []
+    teachers = [{"group": "teacher test accuracy (%)", "name": results[key].get("model", key), "unit": "%",
+                 "values": {"-": 100 * results[key]["test_accuracy"]}}
+                for key in ("teacher", "digits_teacher") if "test_accuracy" in results.get(key, {})]
+    results["metrics"] = teachers + chapter.metrics(runs) if runs else []
     atomic_write_bytes(path, (json.dumps(results, indent=1) + "\n").encode())
     page = _load(ROOT / "scripts" / "results_page.py", "results_page")
     atomic_write_bytes(path.with_suffix(".md"), (page.file_section(path.name, results) + "\n").encode())
