@@ -6,7 +6,8 @@
     fashion_mnist_teacher   the LeNet-5 teacher of chapters 5 and 8
     noise_set               N(0, I) inputs labelled by the teacher: the baseline without optimisation
     run_id, runs_dir        where a chapter keeps what it computed, by its settings
-    load_results            the benchmark files in ``benchmarks/results/``
+    load_results            the benchmark files in ``benchmarks/results/`` (``cake_mini.results``)
+    show_results            one of them as the tables a chapter shows (``cake_mini.results.show``)
 
 Every chapter runs on its own, also on Colab, where ``cake_mini`` is pip-installed and the
 repository's folders (``runs/``, ``benchmarks/results/``) are not there: results are then
@@ -29,6 +30,7 @@ from . import distributed
 from .checkpoint import atomic_save, safe_load
 from .distill import DistillConfig, train_classifier
 from .models import make_model
+from .results import ResultsNotFoundError, load_results, show as show_results  # noqa: F401 (the chapters' names)
 from .sizes import get_size
 
 # ----------------------------------------------------------------------------- setup
@@ -193,38 +195,3 @@ def runs_dir() -> Path:
     path = repo_root() / "runs"
     path.mkdir(exist_ok=True)
     return path
-
-
-class ResultsNotFoundError(FileNotFoundError):
-    """No benchmark results file where :func:`load_results` looked."""
-
-
-def load_results(pattern: str, directory: str | os.PathLike | None = None) -> list[tuple[str, dict]]:
-    """Every results file matching ``pattern`` as ``(file name, contents)`` (chapters 5 and 9).
-
-    The files are JSON written by the scripts in ``benchmarks/``. They are looked for in
-    ``directory``, else ``$CAKE_MINI_RESULTS``, else ``benchmarks/results/`` of the
-    repository. A file that cannot be read is skipped with a message.
-
-    Raises:
-        ResultsNotFoundError: no file matches, e.g. on Colab, where the notebook comes
-            without the repository: the message says where it looked and how to get the files.
-    """
-    directory = Path(directory or os.environ.get("CAKE_MINI_RESULTS") or repo_root() / "benchmarks" / "results")
-    found = []
-    for path in sorted(directory.glob(pattern)):
-        try:
-            data = json.loads(path.read_text(encoding="utf8"))
-        except (OSError, ValueError) as err:
-            print(f"skipping {path.name}: {err}")
-            continue
-        if isinstance(data, dict):
-            found.append((path.name, data))
-    if not found:
-        raise ResultsNotFoundError(
-            f"no results file {pattern} in {directory.resolve()}. The benchmark scripts write them "
-            "(see benchmarks/README.md), and the repository keeps them in benchmarks/results/. "
-            "Outside the repository (e.g. on Colab) they are not next to the notebook: clone the "
-            "repository, or download the files and set CAKE_MINI_RESULTS to their folder."
-        )
-    return found

@@ -15,112 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 from pathlib import Path
 from typing import Iterable
 
+from cake_mini import results as results_files
+from cake_mini.results import STUDENT, TEACHER, find, fmt, md_table, metrics_of, size_text, summary
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PAPER = ROOT / "benchmarks" / "paper_table.json"
-STUDENT, TEACHER = "student test accuracy (%)", "teacher test accuracy (%)"
-
-
-# ----------------------------------------------------------------------------- numbers
-
-
-def summary(values: dict[str, float]) -> tuple[float, float | None, int]:
-    """Mean, sample standard deviation (None for one value) and count of per-seed values."""
-    numbers = list(values.values())
-    return statistics.mean(numbers), statistics.stdev(numbers) if len(numbers) > 1 else None, len(numbers)
-
-
-def fmt(value: float, unit: str = "") -> str:
-    """Percent and points with one decimal; other numbers with three significant digits."""
-    if unit in ("%", "points"):
-        return f"{value:.1f}"
-    if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
-        return f"{value:.2e}"
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
-
-
-def md_table(header: list[str], rows: Iterable[list[str]], numeric: Iterable[int] = ()) -> list[str]:
-    """A markdown table; the columns in ``numeric`` right-aligned."""
-    numeric = set(numeric)
-    rule = ["---:" if i in numeric else "---" for i in range(len(header))]
-    return [f"| {' | '.join(row)} |" for row in (header, rule, *rows)]
 
 
 # ----------------------------------------------------------------------------- results files
-
-
-def metrics_of(data: dict) -> list[dict]:
-    """The per-seed numbers of a results file as ``{group, name, unit, values: {seed: number}}``.
-
-    Chapter files (``benchmarks/chapter_experiments.py``) store them as ``metrics``; the other
-    benchmarks' layouts are read here: rows with per-seed runs (FashionMNIST, black box,
-    baselines), the budget curve, throughput and torchrun scaling.
-    """
-    if "metrics" in data:
-        return data["metrics"]
-    metrics = []
-    teachers = data.get("teachers") or ({"teacher": data["teacher"]} if isinstance(data.get("teacher"), dict) else {})
-    for name, info in teachers.items():
-        if isinstance(info, dict) and info.get("test_accuracy") is not None:
-            metrics.append({"group": TEACHER, "name": name, "unit": "%", "values": {"-": 100 * info["test_accuracy"]}})
-    rows = data.get("rows")
-    if isinstance(rows, dict):
-        for name, entry in rows.items():
-            runs = [r for r in entry.get("runs", []) if r.get("student_accuracy") is not None]
-            if runs:
-                metrics.append({"group": STUDENT, "name": name, "unit": "%",
-                                "values": {str(r["seed"]): 100 * r["student_accuracy"] for r in runs}})
-    for point in data.get("budget_curve", []):
-        name = f"{point['samples']:,} samples x {point['steps']} steps"
-        found = next((m for m in metrics if m["group"] == "budget curve: " + STUDENT and m["name"] == name), None)
-        if found is None:
-            found = {"group": "budget curve: " + STUDENT, "name": name, "unit": "%", "values": {}}
-            metrics.append(found)
-        found["values"][str(point["seed"])] = 100 * point["student_accuracy"]
-    if data.get("benchmark") == "throughput" or "projection" in data:
-        for teacher, entry in data.get("synthesis", {}).items():
-            metrics.append({"group": "synthesis, best sample-steps/s", "name": teacher, "unit": "",
-                            "values": {"-": entry["best"]}})
-            metrics.append({"group": "synthesis, share of the machine's peak FLOP/s", "name": teacher, "unit": "%",
-                            "values": {"-": 100 * entry["fraction_of_peak"]}})
-        for name, entry in data.get("projection", {}).items():
-            metrics.append({"group": "projected hours for the paper's synthesis at the best measured rate",
-                            "name": f"{name} ({entry['samples']:,} samples x {entry['steps']} steps)", "unit": "",
-                            "values": {"-": entry["fast_seconds"] / 3600}})
-    if isinstance(rows, list):  # torchrun scaling
-        for row in rows:
-            metrics.append({"group": "synthesis seconds", "name": f"{row['processes']} process(es)", "unit": "",
-                            "values": {"-": row["synthesis_seconds"]}})
-            metrics.append({"group": "synthesis speed-up over 1 process", "name": f"{row['processes']} process(es)",
-                            "unit": "", "values": {"-": row["synthesis_speedup"]}})
-    return metrics
-
-
-def find(metrics: list[dict], name: str, group: str = STUDENT) -> dict | None:
-    return next((m for m in metrics if m["group"] == group and m["name"] == name and m["values"]), None)
-
-
-def seeds_of(data: dict) -> list[str]:
-    """The seeds the file names, else those its numbers are keyed by."""
-    seeds = [str(r["seed"]) for r in data.get("runs", []) if isinstance(r, dict) and "seed" in r]
-    seeds = seeds or sorted({seed for m in metrics_of(data) for seed in m["values"] if seed != "-"})
-    return seeds or ["(single measurement)"]
-
-
-def hardware_text(data: dict, info: dict) -> str:
-    hw = data.get("hardware") or {}
-    if hw.get("gpu"):
-        what = hw["gpu"]
-    else:
-        threads = hw.get("cpu_threads", hw.get("torch_threads"))
-        what = f"CPU ({hw.get('cpu', '?')}), {threads} thread{'s' if threads != 1 else ''} per process"
-    machine = data.get("machine") or info.get("machine")
-    return f"{what}; {machine}" if machine else what
 
 
 def date_text(name: str, data: dict) -> str:
@@ -135,49 +42,9 @@ def date_text(name: str, data: dict) -> str:
     return f"{out} (the commit that holds the file; the file records no date)" if out else "not recorded"
 
 
-def size_text(data: dict) -> str:
-    size = data.get("size") or ("quick" if data.get("quick") else "not named in the file")
-    settings = data.get("settings") or {}
-    if "num_samples" in settings and "steps" in settings:
-        size += f" ({settings['num_samples']:,} samples x {settings['steps']} steps)"
-    return size
-
-
 def file_section(name: str, data: dict, info: dict | None = None, level: str = "###") -> str:
     """One results file: where it comes from, and its numbers, one table per group."""
-    info = info or {}
-    lines = [f"{level} `{name}`", ""]
-    if data.get("title"):
-        lines += [f"{data['title']}.", ""]
-    lines += [f"- size: {size_text(data)}" + (f"; {data['size_note']}" if data.get("size_note") else ""),
-              f"- seeds: {', '.join(seeds_of(data))}" + (f" ({data['seed_varies']})" if data.get("seed_varies") else ""),
-              f"- hardware: {hardware_text(data, info)}",
-              f"- date: {date_text(name, data)}"]
-    if data.get("wall_seconds"):
-        lines.append(f"- wall time: {data['wall_seconds'] / 60:.0f} min for all seeds")
-    for command in data.get("commands", []):
-        lines.append(f"- command: `{command}`")
-    for entry in data.get("not_run", []):
-        lines.append(f"- not run: {entry['what']}: {entry['why']}")
-    groups: dict[str, list[dict]] = {}
-    for metric in metrics_of(data):
-        groups.setdefault(metric["group"], []).append(metric)
-    for group, metrics in groups.items():
-        lines += ["", f"**{group}**", ""]
-        rows = []
-        for m in metrics:
-            none = m.get("no_value")
-            if not m["values"]:
-                rows.append([m["name"], "–", "", "0", f"{none['why']}: {', '.join(none['seeds'])}" if none else ""])
-                continue
-            mean, std, n = summary(m["values"])
-            per_seed = ", ".join(f"{seed}: {fmt(v, m['unit'])}" for seed, v in m["values"].items()) if n > 1 else ""
-            if none:
-                per_seed += f"; {none['why']}: {', '.join(none['seeds'])}"
-            rows.append([m["name"], fmt(mean, m["unit"]), "" if std is None else f"± {fmt(std, m['unit'])}", str(n),
-                         per_seed])
-        lines += md_table(["", "mean", "std", "seeds", "per seed"], rows, numeric=(1, 2, 3))
-    return "\n".join(lines)
+    return results_files.file_section(name, data, info, level, date=date_text(name, data))
 
 
 # ----------------------------------------------------------------------------- the page
