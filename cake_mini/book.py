@@ -8,6 +8,8 @@
     run_id, runs_dir        where a chapter keeps what it computed, by its settings
     load_results            the benchmark files in ``benchmarks/results/`` (``cake_mini.results``)
     show_results            one of them as the tables a chapter shows (``cake_mini.results.show``)
+    show_or_say_why         the same, or None after saying why the file is missing (Colab offline)
+    chapter_timings         how long a chapter runs at each size, on this CPU and on a Colab T4
 
 Every chapter runs on its own, also on Colab, where ``cake_mini`` is pip-installed and the
 repository's folders (``runs/``, ``benchmarks/results/``) are not there: results are then
@@ -30,7 +32,7 @@ from . import distributed
 from .checkpoint import atomic_save, safe_load
 from .distill import DistillConfig, train_classifier
 from .models import make_model
-from .results import ResultsNotFoundError, load_results, show as show_results  # noqa: F401 (the chapters' names)
+from .results import ResultsNotFoundError, load_results, show as show_results, show_or_say_why  # noqa: F401
 from .sizes import get_size
 
 # ----------------------------------------------------------------------------- setup
@@ -132,16 +134,24 @@ def fashion_mnist_teacher(train_set: TensorDataset, *, size: str, seed: int,
     """The LeNet-5 teacher of chapters 5 and 8, trained once per size and seed into ``runs/``.
 
     Recipe and epochs are those of the experiment ``fashion-mnist`` (``cake-mini run``) at
-    ``size``; at ``smoke`` size it sees only the first 10,000 training images.
+    ``size``; at ``smoke`` size it sees only the first 10,000 training images. The teacher's
+    file is named by those settings and by how ``train_set`` was brought to 32 x 32 (zero
+    padding, or the experiment's bilinear resize, ``EXPERIMENTS["fashion-mnist"].data_options``),
+    so chapters that prepare the images differently never share a teacher.
     """
     from .experiments import EXPERIMENTS
 
     exp = EXPERIMENTS["fashion-mnist"]
+    images = train_set.tensors[0]
+    border = torch.cat([images[..., :2, :].flatten(1), images[..., -2:, :].flatten(1),
+                        images[..., :, :2].flatten(1), images[..., :, -2:].flatten(1)], 1)
+    resize = "pad" if bool((border == images.amin()).all()) else "bilinear"
     epochs = exp.budgets[size].teacher_epochs
     subset = 10_000 if size == "smoke" else None
     if subset is not None:
         train_set = TensorDataset(*(t[:subset] for t in train_set.tensors))
-    path = runs_dir() / f"book-fmnist-teacher-{size}-s{seed}-{run_id(epochs, subset, exp.teacher_recipe)}.pt"
+    settings = run_id(epochs, subset, exp.teacher_recipe, resize)
+    path = runs_dir() / f"book-fmnist-teacher-{size}-s{seed}-{settings}.pt"
     recipe = DistillConfig(epochs=epochs, seed=seed, **exp.teacher_recipe)
     return train_or_load_teacher(new_model("lenet5", 10, seed=seed, device=device), path, train_set, recipe,
                                  device=device, progress=progress)
@@ -195,3 +205,127 @@ def runs_dir() -> Path:
     path = repo_root() / "runs"
     path.mkdir(exist_ok=True)
     return path
+
+
+# ----------------------------------------------------------------------------- run times
+
+TIMINGS_FILE = "chapter-timings.json"
+TIMING_SIZES = ("smoke", "default", "paper")
+TIMING_COLUMNS = (("cpu", "this project's CPU (2 cores)"), ("t4", "Colab T4"))
+
+
+def format_duration(seconds: float) -> str:
+    """A run time as a reader reads it: seconds, minutes, hours or days.
+
+    >>> [format_duration(s) for s in (0.4, 40, 725, 12_600, 90_000, 400_000)]
+    ['<1 s', '40 s', '12 min', '3.5 h', '25 h', '4.6 d']
+    """
+    if seconds < 1:
+        return "<1 s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 10 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds < 72 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+class ChapterTimings:
+    """How long one chapter runs at each size (:func:`chapter_timings`); markdown in a notebook."""
+
+    def __init__(self, chapter: str, name: str | None = None, data: dict | None = None,
+                 entry: dict | None = None, reason: str | None = None):
+        self.chapter, self.name, self.data, self.entry, self.reason = chapter, name, data or {}, entry, reason
+
+    @property
+    def available(self) -> bool:
+        return self.entry is not None
+
+    def seconds(self, size: str, where: str = "cpu") -> float | None:
+        """The time in seconds of ``size`` on ``where`` ("cpu" or "t4"), None if not known."""
+        cell = ((self.entry or {}).get(where) or {}).get(size) or {}
+        return cell.get("seconds")
+
+    def kind(self, size: str, where: str = "cpu") -> str | None:
+        """"measured", "estimate" or "not estimated" (None if the file has no such cell)."""
+        return (((self.entry or {}).get(where) or {}).get(size) or {}).get("kind")
+
+    def markdown(self) -> str:
+        if not self.available:
+            return f"Run times of chapter {self.chapter} are not available: {self.reason}"
+        notes: list[str] = []
+        rows = []
+        for size in TIMING_SIZES:
+            row = [f"`{size}`"]
+            for where, _ in TIMING_COLUMNS:
+                cell = (self.entry.get(where) or {}).get(size)
+                if not cell:
+                    row.append("not in the file")
+                    continue
+                kind = cell.get("kind", "estimate")
+                seconds = cell.get("seconds")
+                text = "–" if seconds is None else format_duration(seconds)
+                basis = cell.get("basis")
+                if kind == "measured" and seconds is not None:
+                    text += " (measured" + (f", note {self._note(notes, basis)})" if basis else ")")
+                elif seconds is None:
+                    text = f"{kind} (note {self._note(notes, basis or 'no basis given')})"
+                else:
+                    text += f" ({kind}, note {self._note(notes, basis or 'no basis given')})"
+                row.append(text)
+            rows.append(row)
+        from .results import md_table
+
+        title = self.entry.get("title")
+        lines = [f"**Run time of chapter {self.chapter}**" + (f" ({title})" if title else "")
+                 + f", from `{self.name}`:", "",
+                 *md_table(["size", *(label for _, label in TIMING_COLUMNS)], rows), ""]
+        lines += [f"{i}. {note}" for i, note in enumerate(notes, 1)]
+        machine = self.data.get("machine")
+        lines += ["", f"CPU: {machine or 'not described'}; recorded {self.data.get('date') or 'on an unknown date'}."]
+        if self.data.get("t4_basis"):
+            lines.append(f"Colab T4: {self.data['t4_basis']}")
+        return "\n".join(lines)
+
+    @staticmethod
+    def _note(notes: list[str], text: str) -> int:
+        if text not in notes:
+            notes.append(text)
+        return notes.index(text) + 1
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown()
+
+    def __str__(self) -> str:
+        return self.markdown()
+
+    def __repr__(self) -> str:
+        return self.markdown()
+
+
+def chapter_timings(chapter: str | int, directory: str | os.PathLike | None = None) -> ChapterTimings:
+    """How long chapter ``chapter`` ("04", "4" or 4) runs at each size, on this CPU and on a Colab T4.
+
+    Read from ``benchmarks/results/chapter-timings.json`` (``benchmarks/chapter_timings.py``)
+    through :func:`load_results` (downloaded outside the repository). Each time says
+    whether it was measured or estimated, and every estimate has a note with its basis.
+    Never raises for a missing file or chapter: it then renders one line saying why.
+
+    Returns:
+        :class:`ChapterTimings`; the last expression of a cell renders it as a markdown table.
+    """
+    text = str(chapter).strip()
+    chapter_id = f"{int(text):02d}" if text.isdigit() else text
+    try:
+        (name, data), = load_results(TIMINGS_FILE, directory)[:1]
+    except ResultsNotFoundError as err:
+        return ChapterTimings(chapter_id, reason=f"{TIMINGS_FILE} was not found ({err})")
+    chapters = data.get("chapters") if isinstance(data.get("chapters"), dict) else {}
+    entry = chapters.get(chapter_id)
+    if not isinstance(entry, dict):
+        return ChapterTimings(chapter_id, name, data, reason=f"{name} has no entry for chapter {chapter_id} "
+                                                             f"(it has {', '.join(sorted(chapters)) or 'none'}).")
+    return ChapterTimings(chapter_id, name, data, entry)

@@ -328,3 +328,17 @@ def show(name: str, groups: Iterable[str] | None = None, directory: str | os.Pat
     measured = Measured(found, data, None if groups is None else list(groups))
     measured.markdown()  # an unknown group fails here, not when the notebook renders
     return measured
+
+
+def show_or_say_why(name: str, groups: Iterable[str] | None = None,
+                    directory: str | os.PathLike | None = None) -> Measured | None:
+    """:func:`show`, or None after printing why the file is nowhere to be found.
+
+    For chapters, which must run on where the results are missing (Colab without network):
+    the reader learns why the table is not there, and the chapter goes on.
+    """
+    try:
+        return show(name, groups, directory)
+    except ResultsNotFoundError as err:
+        print(err)
+        return None

@@ -110,6 +110,35 @@ def test_load_results_reads_files_and_says_clearly_when_there_are_none(tmp_path,
     assert "Colab" in message and "CAKE_MINI_RESULTS" in message
 
 
+TIMINGS = {"date": "2026-01-02", "machine": "a 2-core CPU, shared", "t4_basis": "FLOPs at a share of the peak",
+           "chapters": {"04": {"title": "Digits", "cpu": {
+               "smoke": {"seconds": 40.2, "kind": "measured", "basis": "load average 2.1"},
+               "default": {"seconds": 725.0, "kind": "estimate", "basis": "wall time of x.json / 3 seeds"},
+               "paper": {"seconds": None, "kind": "not estimated", "basis": "no run at this size"}},
+               "t4": {"smoke": {"seconds": 12_600.0, "kind": "estimate", "basis": "FLOPs at a share of the peak"}}}}}
+
+
+def test_chapter_timings_renders_a_table_and_says_when_it_cannot(tmp_path):
+    missing = book.chapter_timings("04", tmp_path)  # no file: one line, no exception
+    assert not missing.available and missing.markdown().startswith("Run times of chapter 04 are not available")
+    assert "chapter-timings.json was not found" in missing._repr_markdown_()
+    (tmp_path / "chapter-timings.json").write_text(json.dumps(TIMINGS))
+    for chapter in ("04", "4", 4):
+        assert book.chapter_timings(chapter, tmp_path).available
+    timings = book.chapter_timings(4, tmp_path)
+    text = timings._repr_markdown_()
+    assert "| `smoke` | 40 s (measured, note 1) | 3.5 h (estimate, note 2) |" in text
+    assert "| `default` | 12 min (estimate, note 3) | not in the file |" in text
+    assert "| `paper` | not estimated (note 4) | not in the file |" in text
+    assert "1. load average 2.1" in text and "3. wall time of x.json / 3 seeds" in text
+    assert "4. no run at this size" in text and "a 2-core CPU, shared" in text and "2026-01-02" in text
+    assert timings.seconds("default") == 725.0 and timings.kind("smoke", "t4") == "estimate"
+    other = book.chapter_timings("05", tmp_path)
+    assert not other.available and "has no entry for chapter 05 (it has 04)" in str(other)
+    assert [book.format_duration(s) for s in (0.2, 59, 600, 7200, 4 * 86400)] == ["<1 s", "59 s", "10 min",
+                                                                                  "2.0 h", "4.0 d"]
+
+
 def _torchrun_worker(out: Path) -> None:
     """One rank: a fake training that leaves rank-specific weights, then train_or_load_teacher."""
     torch.set_num_threads(1)
@@ -131,3 +160,17 @@ def _torchrun_worker(out: Path) -> None:
 
 if __name__ == "__main__":
     _torchrun_worker(Path(sys.argv[1]))
+
+
+def test_fashion_mnist_teachers_of_differently_prepared_images_get_different_files(tmp_path, monkeypatch):
+    """Chapter 5 resizes bilinearly and chapter 8 pads: each must train its own teacher file."""
+    monkeypatch.setattr(book, "runs_dir", lambda: tmp_path)
+    paths = []
+    monkeypatch.setattr(book, "train_or_load_teacher", lambda model, path, *a, **k: paths.append(path))
+    padded = torch.full((4, 1, 32, 32), -1.0)
+    padded[:, :, 2:-2, 2:-2] = torch.rand(4, 1, 28, 28)
+    resized = torch.rand(4, 1, 32, 32) * 2 - 1
+    labels = torch.arange(4)
+    for images in (padded, resized, padded.clone()):
+        book.fashion_mnist_teacher(TensorDataset(images, labels), size="smoke", seed=0, progress=False)
+    assert paths[0] != paths[1] and paths[0] == paths[2]

@@ -70,3 +70,12 @@ def test_the_repository_url_is_the_one_in_pyproject():
 
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert results.repository_url() == pyproject["project"]["urls"]["Repository"]
+
+
+def test_show_or_say_why_says_why_and_goes_on(tmp_path, capsys):
+    (tmp_path / "chapter04.json").write_text(json.dumps(FILE))
+    assert results.show_or_say_why("chapter04.json", directory=tmp_path).name == "chapter04.json"
+    assert results.show_or_say_why("chapter09.json", directory=tmp_path) is None
+    assert "no results file chapter09.json" in capsys.readouterr().out
+    with pytest.raises(KeyError):  # a wrong group is the chapter's mistake, not a missing file
+        results.show_or_say_why("chapter04.json", groups=["teacher"], directory=tmp_path)
