@@ -104,6 +104,14 @@ def metrics_of(data: dict) -> list[dict]:
             metrics.append({"group": "projected hours for the paper's synthesis at the best measured rate",
                             "name": f"{name} ({entry['samples']:,} samples x {entry['steps']} steps)", "unit": "",
                             "values": {"-": entry["fast_seconds"] / 3600}})
+    if data.get("benchmark") == "chapter-timings":
+        for chapter, entry in sorted(data.get("chapters", {}).items()):
+            for where, label in (("cpu", "this project's CPU"), ("t4", "Colab T4")):
+                for size, cell in (entry.get(where) or {}).items():
+                    if cell.get("seconds") is not None:
+                        metrics.append({"group": f"minutes at size {size}, {label} ({cell.get('kind', 'estimate')})",
+                                        "name": f"chapter {chapter}", "unit": "",
+                                        "values": {"-": cell["seconds"] / 60}})
     if isinstance(rows, list):  # torchrun scaling
         for row in rows:
             metrics.append({"group": "synthesis seconds", "name": f"{row['processes']} process(es)", "unit": "",
