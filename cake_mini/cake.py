@@ -123,7 +123,8 @@ def cake_steps(teacher: Callable[[Tensor], Tensor], x: Tensor, labels: Tensor, e
             if config.bounds is not None:
                 x.clamp_(*config.bounds)
     with torch.no_grad():
-        yield config.steps, x.detach().clone(), teacher(x)
+        logits = teacher(x)
+    yield config.steps, x.detach().clone(), logits  # outside no_grad: the caller's loop body keeps its mode
 
 
 def synthesize_reference(teacher: Callable[[Tensor], Tensor], input_shape: tuple[int, ...], num_classes: int,

@@ -123,3 +123,17 @@ def test_old_imports_from_synthesis_still_work():
     for name in ("batch_seed", "initial_batch", "synthesis_objective", "synthesize_reference"):
         assert getattr(synthesis, name) is getattr(cake, name)
     assert cm.synthesize_reference is cake.synthesize_reference
+
+
+def test_a_caller_can_differentiate_at_every_iterate():
+    """The loop body runs in the caller's grad mode, the last iterate too (chapter 3 takes gradients there)."""
+    teacher = _teacher()
+    x, labels = cake.initial_batch(0, CONFIG, SHAPE, C, CONFIG.group_size)
+    modes, norms = [], []
+    for _, x_t, _ in cake.cake_steps(teacher, x, labels, 1.0, CONFIG):
+        modes.append(torch.is_grad_enabled())
+        x_t.requires_grad_(True)
+        (grad,) = torch.autograd.grad(teacher(x_t).logsumexp(-1).sum(), x_t)
+        norms.append(float(grad.norm()))
+    assert modes == [True] * (CONFIG.steps + 1) and len(norms) == CONFIG.steps + 1
+    assert torch.is_grad_enabled()
