@@ -38,7 +38,7 @@
 # **Nothing on this page about CIFAR-10 was measured in this project.** CIFAR-10 could not
 # be downloaded on the project's machines, and no GPU was available to it; the book builds
 # this page at `smoke` size on random stand-in data, and the run times below are estimates,
-# each with its basis. The paper's numbers are read from `benchmarks/paper_table.json`; the
+# each with its basis. The paper's numbers are read from `benchmarks/results/paper_table.json`; the
 # command that would measure this project's own is at the end of the next section.
 
 # %% [markdown]
@@ -141,7 +141,7 @@ book.chapter_timings("07")
 # ## The paper's CIFAR-10 row, and what this project measured
 #
 # The paper compares CAKE with other methods in one table (the poster's "CAKE vs. Others").
-# The repository keeps that table as `benchmarks/paper_table.json`, one entry per row, with
+# The repository keeps that table as `benchmarks/results/paper_table.json`, one entry per row, with
 # the poster's marks for data-free (DF) and model-agnostic (MA: needs nothing of the teacher
 # but its outputs and input gradients). The next cell shows every CIFAR-10 row, and the
 # student's accuracy as a share of its own teacher's, because the teachers differ.
@@ -163,8 +163,8 @@ def mark(flag):
 
 
 try:
-    (_, paper), = book.load_results("paper_table.json", directory=book.repo_root() / "benchmarks")
-except book.ResultsNotFoundError as err:  # outside the repository (Colab): say so, go on
+    (_, paper), = book.load_results("paper_table.json")  # downloaded outside the repository
+except book.ResultsNotFoundError as err:  # e.g. on Colab without network: say so, go on
     paper = None
     print(err)
 if paper is not None:
@@ -190,7 +190,7 @@ if paper is not None:
     assert cake["teacher_acc"] < min(cifar[m]["teacher_acc"] for m in ("KD", "DAFL", "DI", "ADI"))
     assert [cifar[m]["model_agnostic"] for m in ("DAFL", "DI", "ADI")] == [False] * 3
 table = None if paper is None else Markdown(
-    "**The paper's CIFAR-10 rows** (`benchmarks/paper_table.json`; accuracies in %, as "
+    "**The paper's CIFAR-10 rows** (`benchmarks/results/paper_table.json`; accuracies in %, as "
     "reported by the paper, not measured here; share = student / teacher)\n\n" + "\n".join(lines))
 table
 

@@ -5,7 +5,7 @@
 
 Reads benchmarks/results/index.json (which results file each chapter reads, which measured
 rows answer which row of the paper's table, the runs that are missing and why),
-benchmarks/paper_table.json (the paper's numbers) and every results file the index names.
+benchmarks/results/paper_table.json (the paper's numbers) and every results file the index names.
 No number is typed in here: each one on the page is a value of one of those files, or the
 mean and sample standard deviation of its per-seed values. A file the index names that
 benchmarks/results/ lacks is listed as missing, as are the seeds a file should hold and does
@@ -24,7 +24,7 @@ from cake_mini.results import STUDENT, TEACHER, find, fmt, md_table, metrics_of,
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PAPER = ROOT / "benchmarks" / "paper_table.json"
+PAPER = RESULTS / "paper_table.json"
 
 
 # ----------------------------------------------------------------------------- results files
@@ -119,7 +119,7 @@ def render(results: Path = RESULTS, paper_path: Path = PAPER) -> str:
              "that the code runs. The numbers on this page come from larger runs: benchmark scripts wrote them "
              "into `benchmarks/results/`, and `scripts/results_page.py` set them here when the book was built, "
              "each with the size it was run at, its seeds, its hardware and its date. The paper's numbers come "
-             "from `benchmarks/paper_table.json` (the poster's table). Mean ± sample standard deviation over "
+             "from `benchmarks/results/paper_table.json` (the poster's table). Mean ± sample standard deviation over "
              "seeds; accuracies in percent.", "",
              "## The paper's table, and what was measured here", "",
              *paper_section(index, paper, loaded), "",

@@ -107,7 +107,7 @@ def test_chapter_metrics_equal_the_files(real):
 
 def test_paper_column_is_the_paper_table(real):
     _, page = real
-    paper = json.loads((ROOT / "benchmarks" / "paper_table.json").read_text())
+    paper = json.loads((RESULTS / "paper_table.json").read_text())
     for row in paper["rows"]:
         line = next((l for l in page.splitlines() if l.startswith(f"| {row['data']} | {row['teacher']} -> "
                                                                     f"{row['student']} | {row['method']} |")), None)
