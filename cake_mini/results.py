@@ -339,14 +339,15 @@ def show(name: str, groups: Iterable[str] | None = None, directory: str | os.Pat
 
 
 def show_or_say_why(name: str, groups: Iterable[str] | None = None,
-                    directory: str | os.PathLike | None = None) -> Measured | None:
+                    directory: str | os.PathLike | None = None, how: str | None = None) -> Measured | None:
     """:func:`show`, or None after printing why the file is nowhere to be found.
 
     For chapters, which must run on where the results are missing (Colab without network):
-    the reader learns why the table is not there, and the chapter goes on.
+    the reader learns why the table is not there (and, given ``how``, the command that makes
+    it), and the chapter goes on.
     """
     try:
         return show(name, groups, directory)
     except ResultsNotFoundError as err:
-        print(err)
+        print(err if how is None else f"{err}\nMake it from the repository root with\n    {how}")
         return None

@@ -406,8 +406,8 @@ def _cut(part: SyntheticSet, first_batch: int, config: SynthesisConfig) -> Synth
 def _progress(starts: list, enabled: bool, config: SynthesisConfig):
     from .progress import progress_bar
 
-    return progress_bar(starts, enabled=enabled, desc=f"{config.method.upper()} synthesis",
-                        unit=f"x{config.parallel_batches} batches")
+    return progress_bar(starts, enabled=enabled, unit="group",
+                        desc=f"{config.method.upper()} synthesis ({config.parallel_batches} mini-batches a group)")
 
 
 def _channel_last(x: Tensor) -> Tensor:

@@ -395,12 +395,7 @@ plt.show()
 
 # %%
 RESULTS_FILE = "black-box-cpu-cpu-1threads.json"
-try:
-    measured = book.show_results(RESULTS_FILE)
-except book.ResultsNotFoundError as err:  # e.g. on Colab without network
-    print(f"{err}\nMake it from the repository root with\n"
-          "    python benchmarks/black_box.py --size cpu")
-    measured = None
+measured = book.show_or_say_why(RESULTS_FILE, how="python benchmarks/black_box.py --size cpu")
 measured
 
 # %% [markdown]

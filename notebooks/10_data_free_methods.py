@@ -399,12 +399,7 @@ for path in sorted(RESULTS_DIR.glob("baselines-*-samples.pt")):
 
 # %%
 RESULTS_FILE = "baselines-cpu-cpu-1threads.json"
-try:
-    measured = book.show_results(RESULTS_FILE)
-except book.ResultsNotFoundError as err:  # e.g. on Colab without network
-    print(f"{err}\nMake it from the repository root with\n"
-          "    OMP_NUM_THREADS=1 python benchmarks/baselines.py --size cpu")
-    measured = None
+measured = book.show_or_say_why(RESULTS_FILE, how="OMP_NUM_THREADS=1 python benchmarks/baselines.py --size cpu")
 measured
 
 # %% [markdown]

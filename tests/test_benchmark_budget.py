@@ -1,4 +1,4 @@
-"""The FashionMNIST benchmark's budget curve takes smaller runs' samples out of one large run."""
+"""The FashionMNIST benchmark's budget curve and search take smaller runs' samples out of one large run."""
 import importlib.util
 import sys
 from pathlib import Path
@@ -14,6 +14,12 @@ _spec = importlib.util.spec_from_file_location(
 bench = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = bench  # its dataclasses look their module up there
 _spec.loader.exec_module(bench)
+sys.modules["fashion_mnist"] = bench  # what the search script imports
+_spec = importlib.util.spec_from_file_location(
+    "fashion_mnist_search", Path(__file__).parents[1] / "benchmarks" / "fashion_mnist_search.py")
+search = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = search
+_spec.loader.exec_module(search)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -37,3 +43,33 @@ def test_every_kth_batch_and_a_snapshot_are_a_smaller_run(tiny_teacher):
                                               progress=False).x)
     with pytest.raises(ValueError, match="no snapshot after 5 steps"):
         bench.budget_subset(full, config, stride=1, steps=5)
+
+
+def test_search_candidates_train_on_the_same_samples_as_their_controls(tiny_teacher):
+    config = cm.SynthesisConfig(num_samples=80, batch_size=10, steps=8, group_size=5, lr=0.5, lr_decades=2,
+                                w_cls=3.0, w_contr=0.3, w_tv=1.0, snapshots=4, parallel_batches=2, seed=3)
+    full = cm.synthesize(tiny_teacher, (1, 8, 8), 5, config, progress=False)
+    by_name = search.BY_NAME
+    control = search.training_set(by_name["cake"], full, config, 4, 8, tiny_teacher, "cpu")
+    assert torch.equal(control.x, bench.budget_subset(full, config, stride=4, steps=8).x)
+    # snapshots: every kept iterate of the same mini-batches, so 4x the samples
+    snaps = search.training_set(by_name["snapshots"], full, config, 4, 8, tiny_teacher, "cpu")
+    assert len(snaps) == 4 * len(control) and sorted(snaps.step.unique().tolist()) == [2, 4, 6, 8]
+    assert torch.equal(snaps.subset(snaps.step == 8).x, control.x)
+    # ... and as many student SGD steps as its control: 4x the samples for 1x the epochs
+    long_student = by_name[by_name["snapshots"].control]
+    assert long_student.epochs_factor * len(control) == by_name["snapshots"].epochs_factor * len(snaps)
+    # clamp-relabel: the data's range, labels the teacher's on the clamped inputs
+    x, soft = search.training_set(by_name["clamp-relabel"], full, config, 4, 8, tiny_teacher, "cpu")
+    assert x.min() >= -1 and x.max() <= 1 and (control.x.abs() > 1).any()
+    with torch.no_grad():
+        torch.testing.assert_close(soft, tiny_teacher(x).softmax(-1))
+
+
+def test_search_compares_each_candidate_with_its_control_seed_by_seed():
+    run = lambda seed, acc: {"seed": seed, "student_accuracy": acc}  # noqa: E731
+    results = {"rows": {"cake": {"runs": [run(0, 0.70), run(1, 0.74), run(2, 0.72)]},
+                        "clamp-relabel": {"runs": [run(0, 0.75), run(2, 0.71)]}}}
+    assert search.paired(results, "clamp-relabel") == pytest.approx([5.0, -1.0])  # seeds 0 and 2 only
+    assert search.paired(results, "cake") is None  # no control
+    assert search.paired(results, "mixup-online") is None  # not run

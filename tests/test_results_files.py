@@ -79,3 +79,11 @@ def test_show_or_say_why_says_why_and_goes_on(tmp_path, capsys):
     assert "no results file chapter09.json" in capsys.readouterr().out
     with pytest.raises(KeyError):  # a wrong group is the chapter's mistake, not a missing file
         results.show_or_say_why("chapter04.json", groups=["teacher"], directory=tmp_path)
+
+
+def test_show_or_say_why_names_the_command_that_makes_a_missing_file(tmp_path, capsys):
+    assert results.show_or_say_why("chapter09.json", directory=tmp_path,
+                                   how="python benchmarks/black_box.py --size cpu") is None
+    out = capsys.readouterr().out
+    assert "no results file chapter09.json" in out
+    assert "Make it from the repository root with\n    python benchmarks/black_box.py --size cpu" in out
