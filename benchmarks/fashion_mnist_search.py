@@ -1,7 +1,8 @@
 """Beat the paper's FashionMNIST row: candidate recipes beside their controls, on the same samples.
 
     python benchmarks/fashion_mnist_search.py --seeds 0 1 2            # 26,000 x 256, about the default budget
-    python benchmarks/fashion_mnist_search.py --stride 1 --candidates cake clamp-relabel   # the paper's budget
+    torchrun --standalone --nproc_per_node=2 benchmarks/fashion_mnist_search.py --stride 1 \
+        --candidates clamp-relabel                                     # the paper's budget, 2 processes
     python benchmarks/fashion_mnist_search.py --size smoke --stride 2 --seeds 0   # a pipeline check, seconds
 
 A candidate changes what the student is trained on, or how, never the synthesis: every one
@@ -37,7 +38,7 @@ from typing import Any
 import torch
 
 import fashion_mnist as fm
-from cake_mini import data
+from cake_mini import data, distributed
 from cake_mini.checkpoint import atomic_write_bytes
 from cake_mini.experiments import hardware, versions
 
@@ -170,14 +171,17 @@ def main() -> None:
     if not 1 <= args.stride <= config.num_batches:
         parser.error(f"--stride must be between 1 and the run's {config.num_batches} mini-batches, got {args.stride}")
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    hw = hardware(device)
+    device = distributed.init_from_env(args.device)
+    world = distributed.rank_and_world()[1]
+    hw = hardware(device) | {"processes": world}
     slug = hw.get("gpu", f"cpu-{hw['cpu_threads']}threads").lower().replace(" ", "-")
     out = Path(args.out) if args.out else \
         fm.HERE / "results" / f"fashion-mnist-search-{args.size}-k{args.stride}-t{args.steps}-{slug}.json"
     results = json.loads(out.read_text()) if out.exists() else {"rows": {}}
 
     def save() -> None:
+        if not distributed.is_main():
+            return
         out.parent.mkdir(exist_ok=True)
         results["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         atomic_write_bytes(out, json.dumps(results, indent=1).encode())
@@ -220,11 +224,11 @@ def main() -> None:
             entry["runs"].append({"seed": seed, "samples": len(train[0]) if isinstance(train, tuple) else len(train),
                                   **run, "seconds": time.perf_counter() - t0, "load_average_1min": load})
             entry["runs"].sort(key=lambda r: r["seed"])
-            print(f"{candidate.name:14s} seed {seed}: student {run['student_accuracy']:.2%} "
+            fm.log(f"{candidate.name:14s} seed {seed}: student {run['student_accuracy']:.2%} "
                   f"({run['distill_seconds'] / 60:.1f} min)", flush=True)
             save()
     save()
-    print(summarise(results))
+    fm.log(summarise(results))
 
 
 if __name__ == "__main__":
