@@ -123,7 +123,12 @@ DEFAULT_ROWS = {
 }
 # budget curve: students on every k-th mini-batch (k in strides) of the snapshots after t steps
 CURVE_STRIDES = {"smoke": [1, 2], "cpu": [], "default": [1, 5], "paper": [1, 4, 10, 50]}
-log = print if distributed.is_main() else (lambda *a, **k: None)
+
+
+def log(*args, **kwargs) -> None:
+    """print on rank 0 only (asked at every call: the process group starts after import)."""
+    if distributed.is_main():
+        print(*args, **kwargs)
 
 
 def teacher_for(recipe_name: str, size: Size, device: torch.device) -> tuple[torch.nn.Module, dict]:

@@ -380,9 +380,9 @@ if PAPER_RUN is not None:
               f"(into epoch {drops.index(min(drops)) + 2})")
     # the claims of the text below, checked on the file's numbers
     runs = PAPER_RUN.data["rows"]["cake"]["runs"]
-    worst_drop = {r["seed"]: min(b - a for a, b in zip(r["curve"], r["curve"][1:])) for r in runs}
-    drop_epoch = {r["seed"]: [b - a for a, b in zip(r["curve"], r["curve"][1:])].index(worst_drop[r["seed"]]) + 2
-                  for r in runs}
+    epoch_gains = {r["seed"]: [b - a for a, b in zip(r["curve"], r["curve"][1:])] for r in runs}
+    worst_drop = {seed: min(gains) for seed, gains in epoch_gains.items()}
+    drop_epoch = {seed: gains.index(min(gains)) + 2 for seed, gains in epoch_gains.items()}
     assert all(e <= 0.3 * len(runs[0]["curve"]) + 1 for e in drop_epoch.values()), drop_epoch
     by_final = sorted(runs, key=lambda r: r["student_accuracy"])
     assert [worst_drop[r["seed"]] for r in by_final] == sorted(worst_drop.values()), worst_drop
@@ -392,9 +392,9 @@ if PAPER_RUN is not None:
 # rate for the first 30 % of the steps (here up to epoch 9) and then anneals it; the
 # printout's largest drops between two epochs fall inside that rise, and they are ordered
 # like the final accuracies: the seed with the smallest drop ends highest, the seed whose
-# student loses the most points in one epoch ends lowest. A seed changes both the samples (the noise they start from)
-# and the student (its initialisation and batch order), so the figure cannot say which of
-# the two sets the spread. The search at the end of this section holds the samples fixed
+# student loses the most points in one epoch ends lowest. A seed changes both the samples
+# (the noise they start from) and the student (its initialisation and batch order), so the
+# figure cannot say which of the two sets the spread. The search at the end of this section holds the samples fixed
 # and changes only how the student learns from them.
 
 # %% [markdown]
@@ -525,29 +525,89 @@ SEARCH
 def search_rows(data):
     """{candidate: {seed: accuracy %}} and {candidate: its control} of a search file."""
     rows = data["rows"]
-    return ({name: {r["seed"]: 100 * r["student_accuracy"] for r in entry["runs"]} for name, entry in rows.items()},
-            {name: entry.get("control") for name, entry in rows.items()})
+    accuracy = {name: {r["seed"]: 100 * r["student_accuracy"] for r in entry["runs"]}
+                for name, entry in rows.items()}
+    return accuracy, {name: entry.get("control") for name, entry in rows.items()}
+
+
+def paired_gains(accuracy, control):
+    """{candidate: [its accuracy minus its control's, per seed both have]}."""
+    gains = {}
+    for name, acc in accuracy.items():
+        if control[name] in accuracy:
+            theirs = accuracy[control[name]]
+            gains[name] = [acc[s] - theirs[s] for s in sorted(acc.keys() & theirs.keys())]
+    return gains
+
+
+def print_search(measured):
+    accuracy, control = search_rows(measured.data)
+    found = measured.data["settings"]
+    print(f"samples: {found['samples']:,} (every k-th mini-batch of the paper-size run, "
+          f"k = {found['stride']}) x {found['steps']} steps")
+    gains = paired_gains(accuracy, control)
+    for name, acc in accuracy.items():
+        values = list(acc.values())
+        line = (f"{name:14s} {mean_std(values)} % over {len(values)} seeds, "
+                f"spread {max(values) - min(values):.1f} points")
+        if name in gains:
+            diff = gains[name]
+            line += (f"; minus {control[name]}: {statistics.mean(diff):+.1f} points (per seed "
+                     + ", ".join(f"{d:+.1f}" for d in diff)
+                     + f"), ahead on {sum(d > 0 for d in diff)} of {len(diff)}")
+        print(line)
+    best = max(accuracy, key=lambda name: statistics.mean(accuracy[name].values()))
+    best_mean = statistics.mean(accuracy[best].values())
+    print(f"best mean: {best}, {best_mean:.1f} % over {len(accuracy[best])} seeds; 80 % over 3 seeds: "
+          f"{'reached' if best_mean >= 80 and len(accuracy[best]) >= 3 else 'not reached'}")
+    return accuracy, control, gains
 
 
 if SEARCH is not None:
-    ACCURACY, CONTROL = search_rows(SEARCH.data)
-    found = SEARCH.data["settings"]
-    print(f"samples: {found['samples']:,} (every k-th mini-batch of the paper-size run, k = {found['stride']}) "
-          f"x {found['steps']} steps")
-    for name, accuracy in ACCURACY.items():
-        line = f"{name:14s} {mean_std(list(accuracy.values()))} % over {len(accuracy)} seeds"
-        control = CONTROL[name]
-        if control in ACCURACY:
-            seeds = sorted(accuracy.keys() & ACCURACY[control].keys())
-            diff = [accuracy[s] - ACCURACY[control][s] for s in seeds]
-            line += (f"; minus {control}: {statistics.mean(diff):+.1f} points (per seed "
-                     + ", ".join(f"{d:+.1f}" for d in diff) + f"), ahead on {sum(d > 0 for d in diff)} "
-                     f"of {len(diff)} seeds")
-        print(line)
-    best = max(ACCURACY, key=lambda name: statistics.mean(ACCURACY[name].values()))
-    best_mean = statistics.mean(ACCURACY[best].values())
-    print(f"best mean: {best}, {best_mean:.1f} %; the goal, 80 % over 3 seeds at no more than the "
-          f"paper's budget: {'reached' if best_mean >= 80 and len(ACCURACY[best]) >= 3 else 'not reached'}")
+    ACCURACY, CONTROL, GAINS = print_search(SEARCH)
+    # the claims of the text below, checked on the file's numbers
+    assert all(min(gain) > 0 for gain in GAINS.values()), GAINS  # every candidate, every seed
+    spread = {name: max(acc.values()) - min(acc.values()) for name, acc in ACCURACY.items()}
+    assert spread["clamp-relabel"] < min(spread[name] for name in ACCURACY if name != "clamp-relabel")
+    std = {name: statistics.stdev(acc.values()) for name, acc in ACCURACY.items()}
+    assert std["clamp-relabel"] < std["cake"] / 2
+    assert spread["cake"] > 25 and 4 < min(GAINS["long-student"]) and max(GAINS["long-student"]) < 16
+    assert 0 < min(GAINS["snapshots"]) and max(GAINS["snapshots"]) <= 2.5
+    assert sorted(GAINS["clamp-relabel"])[0] < 1 < 10 < sorted(GAINS["clamp-relabel"])[1]
+
+# %% [markdown]
+# At this budget the `cake` control scatters over almost thirty points between its seeds,
+# far more than at the paper's budget, and every candidate beats its control on every seed
+# (the "ahead on" counts). The gains are of two kinds. Training the student four times as
+# long (`long-student`) lifts every seed, by 4 to 16 points, and keeps much of the spread: on
+# 26,000 samples the student is still learning when its schedule ends. The snapshots add
+# half a point to 2.5 points over that control, so at this budget four times the samples is
+# worth little more than four times the steps on the same samples. Clamping acts on the
+# spread instead:
+# with the same student steps as `cake`, the best seed gains half a point and the two weak
+# seeds more than ten each, so `clamp-relabel` has the smallest spread of all the
+# candidates. That fits the figure of the student's epochs above, where the weak seeds lost
+# their footing early in training; a plausible reason, not tested here, is that the
+# samples of the largest step sizes, which land far outside the data's range (the section
+# "Large step sizes make large samples" below measures how far), jolt a student whose
+# learning rate is rising.
+#
+# Whether a candidate beats the paper is a question for the paper's budget. The file below
+# holds the best candidate run on all 256,000 samples, beside the paper-size `cake` students
+# (the same checkpoints as the table above), when that run exists:
+#
+# ```
+# torchrun --standalone --nproc_per_node=2 benchmarks/fashion_mnist_search.py --stride 1 \
+#     --candidates clamp-relabel
+# ```
+
+# %% tags=["hide-input"]
+CONFIRM = book.show_or_say_why(
+    "fashion-mnist-search-paper-k1-t256-cpu-1threads.json",
+    how="torchrun --standalone --nproc_per_node=2 benchmarks/fashion_mnist_search.py "
+        "--stride 1 --candidates clamp-relabel")
+if CONFIRM is not None:
+    print_search(CONFIRM)
 
 # %% [markdown]
 # ## A live run: the teacher
