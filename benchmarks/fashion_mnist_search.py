@@ -1,8 +1,7 @@
 """Beat the paper's FashionMNIST row: candidate recipes beside their controls, on the same samples.
 
     python benchmarks/fashion_mnist_search.py --seeds 0 1 2            # 26,000 x 256, about the default budget
-    torchrun --standalone --nproc_per_node=2 benchmarks/fashion_mnist_search.py --stride 1 \
-        --candidates clamp-relabel                                     # the paper's budget, 2 processes
+    python benchmarks/fashion_mnist_search.py --stride 1 --candidates clamp-relabel   # the paper's budget
     python benchmarks/fashion_mnist_search.py --size smoke --stride 2 --seeds 0   # a pipeline check, seconds
 
 A candidate changes what the student is trained on, or how, never the synthesis: every one
@@ -16,6 +15,10 @@ this CPU; stride 1 is the paper's 256,000 x 256.
 Each candidate names its control: the same samples and as many student SGD steps, so a
 difference between the two is the candidate's. The file keeps every seed of every candidate,
 and the markdown beside it the paired differences to the controls.
+
+Memory: a process holds its seed's whole synthesis (256,000 samples x 4 snapshots: 4.2 GB) and
+peaked near 12 GB at stride 1, so two torchrun processes do not fit a 24-GB machine (measured: the
+kernel killed one); run one process there.
 
 Writes benchmarks/results/fashion-mnist-search-k<stride>-t<steps>-<hardware>.json after every
 student; finished (candidate, seed) pairs are skipped on a rerun. Runs of the same command

@@ -597,15 +597,13 @@ if SEARCH is not None:
 # (the same checkpoints as the table above), when that run exists:
 #
 # ```
-# torchrun --standalone --nproc_per_node=2 benchmarks/fashion_mnist_search.py --stride 1 \
-#     --candidates clamp-relabel
+# python benchmarks/fashion_mnist_search.py --stride 1 --candidates clamp-relabel
 # ```
 
 # %% tags=["hide-input"]
 CONFIRM = book.show_or_say_why(
     "fashion-mnist-search-paper-k1-t256-cpu-1threads.json",
-    how="torchrun --standalone --nproc_per_node=2 benchmarks/fashion_mnist_search.py "
-        "--stride 1 --candidates clamp-relabel")
+    how="python benchmarks/fashion_mnist_search.py --stride 1 --candidates clamp-relabel")
 if CONFIRM is not None:
     print_search(CONFIRM)
 
