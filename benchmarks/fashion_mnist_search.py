@@ -67,7 +67,8 @@ class Candidate:
 
 
 CANDIDATES = [
-    Candidate("cake", "the paper's recipe on these samples (the budget curve's point)", control=None),
+    Candidate("cake", "the paper's recipe on these samples (the budget curve's point; at k = 1 the `cake` "
+              "row itself)", control=None),
     Candidate("long-student", "as cake, the student trained 4x as many epochs", control="cake", epochs_factor=4),
     Candidate("snapshots", "the 4 kept iterates of every sample (after T/4, T/2, 3T/4 and T steps): 4x the "
               "samples at the same synthesis cost", control="long-student", all_snapshots=True),
