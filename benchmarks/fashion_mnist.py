@@ -216,6 +216,12 @@ def student_on(train, size: Size, seed: int, test, device, *, row: Row | None = 
                      "curve": [h["eval_accuracy"] for h in result.history]}
 
 
+def teacher_soft_labels(teacher, x: torch.Tensor, device) -> torch.Tensor:
+    """The teacher's softmax on ``x``, in chunks of 2048, on the CPU."""
+    with torch.no_grad():
+        return torch.cat([teacher(x[i:i + 2048].to(device)).softmax(-1).cpu() for i in range(0, len(x), 2048)])
+
+
 def run_row(row: Row, size: Size, seed: int, teacher, teacher_recipe: str, test, device, tag: str) -> dict:
     t0 = time.perf_counter()
     cost: dict[str, Any] = {}
@@ -229,9 +235,7 @@ def run_row(row: Row, size: Size, seed: int, teacher, teacher_recipe: str, test,
             x = data.load_dataset("fashion-mnist", "train", resize=TEACHER_RECIPES[teacher_recipe]["resize"]).tensors[0]
         else:
             x = torch.randn((size.num_samples, *SHAPE), generator=torch.Generator().manual_seed(seed))
-        with torch.no_grad():
-            soft = torch.cat([teacher(x[i:i + 2048].to(device)).softmax(-1).cpu() for i in range(0, len(x), 2048)])
-        train = (x, soft)
+        train = (x, teacher_soft_labels(teacher, x, device))
     _, run = student_on(train, size, seed, test, device, row=row, teacher=teacher,
                         checkpoint=f"{tag}-{row.name}-s{seed}")
     return {"seed": seed, **run, "seconds": time.perf_counter() - t0, **cost}

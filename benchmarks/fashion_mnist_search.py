@@ -89,9 +89,7 @@ def training_set(candidate: Candidate, synthetic, config, stride: int, steps: in
     if not candidate.clamp:
         return train
     x = train.x.clamp(-1, 1)
-    with torch.no_grad():
-        soft = torch.cat([teacher(x[i:i + 2048].to(device)).softmax(-1).cpu() for i in range(0, len(x), 2048)])
-    return x, soft
+    return x, fm.teacher_soft_labels(teacher, x, device)
 
 
 def checkpoint_name(candidate: Candidate, size: str, stride: int, steps: int, seed: int) -> str:
