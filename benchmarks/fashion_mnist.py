@@ -301,17 +301,23 @@ def summarise(results: dict) -> str:
     return "\n".join(lines)
 
 
+def union_rows(rows: dict, extra: dict) -> dict:
+    """``rows`` with the runs of ``extra``'s rows added, a seed once: ``{name: {..., "runs": [...]}}``."""
+    rows = {name: {**entry, "runs": list(entry["runs"])} for name, entry in rows.items()}
+    for name, entry in extra.items():
+        mine = rows.setdefault(name, {**entry, "runs": []})
+        seeds = {r["seed"] for r in mine["runs"]}
+        mine["runs"] = sorted(mine["runs"] + [r for r in entry["runs"] if r["seed"] not in seeds],
+                              key=lambda r: r["seed"])
+    return rows
+
+
 def merge(results: dict, other: Path, out: Path) -> dict:
     extra = json.loads(other.read_text())
     if extra.get("settings") != results.get("settings", extra.get("settings")):
         raise SystemExit(f"{other} was run at other settings than {out}; not merged")
-    results = {**extra, **results, "rows": results.get("rows", {}),
+    results = {**extra, **results, "rows": union_rows(results.get("rows", {}), extra["rows"]),
                "teachers": {**extra.get("teachers", {}), **results.get("teachers", {})}}
-    for name, entry in extra["rows"].items():
-        mine = results["rows"].setdefault(name, {**entry, "runs": []})
-        seeds = {r["seed"] for r in mine["runs"]}
-        mine["runs"] += [r for r in entry["runs"] if r["seed"] not in seeds]
-        mine["runs"].sort(key=lambda r: r["seed"])
     have = {(p["seed"], p["stride"], p["steps"]) for p in results.get("budget_curve", [])}
     results["budget_curve"] = results.get("budget_curve", []) + [
         p for p in extra.get("budget_curve", []) if (p["seed"], p["stride"], p["steps"]) not in have]

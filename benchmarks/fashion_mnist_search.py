@@ -76,6 +76,16 @@ CANDIDATES = [
               control="cake", clamp=True),
     Candidate("mixup-online", "mixup of sample pairs, every mixed batch relabelled by the teacher",
               control="cake", distill=dict(mixup=True), online_teacher=True),
+    Candidate("low-lr", "as cake, the student's peak learning rate 0.03 instead of 0.1", control="cake",
+              distill=dict(lr=0.03)),
+    Candidate("randaugment-online", "RandAugment on every sample (as the teacher was trained), every "
+              "batch relabelled by the teacher", control="cake", distill=dict(augment="randaugment"),
+              online_teacher=True),
+    Candidate("clamp-long-student", "clamp-relabel, the student trained 4x as many epochs",
+              control="long-student", clamp=True, epochs_factor=4),
+    Candidate("randaugment-snapshots", "randaugment-online on the 4 kept iterates of every sample: 4x the "
+              "samples", control="snapshots", all_snapshots=True, distill=dict(augment="randaugment"),
+              online_teacher=True),
 ]
 BY_NAME = {c.name: c for c in CANDIDATES}
 
@@ -84,8 +94,9 @@ def training_set(candidate: Candidate, synthetic, config, stride: int, steps: in
     """The candidate's training set from one seed's `cake` samples."""
     if candidate.all_snapshots:
         batch = torch.arange(len(synthetic)) // (config.snapshots * config.batch_size)
-        return synthetic.subset((batch % stride == 0) & (synthetic.step <= steps))
-    train = fm.budget_subset(synthetic, config, stride, steps)
+        train = synthetic.subset((batch % stride == 0) & (synthetic.step <= steps))
+    else:
+        train = fm.budget_subset(synthetic, config, stride, steps)
     if not candidate.clamp:
         return train
     x = train.x.clamp(-1, 1)
@@ -140,14 +151,8 @@ def summarise(results: dict) -> str:
 def merge(results: dict, other: dict) -> dict:
     if other.get("settings") != results.get("settings", other.get("settings")):
         raise SystemExit("the files were run at other sub-budgets; not merged")
-    results = {**other, **results, "rows": results.get("rows", {}),
-               "commands": list(dict.fromkeys(results.get("commands", []) + other.get("commands", [])))}
-    for name, entry in other["rows"].items():
-        mine = results["rows"].setdefault(name, {**entry, "runs": []})
-        seeds = {r["seed"] for r in mine["runs"]}
-        mine["runs"] = sorted(mine["runs"] + [r for r in entry["runs"] if r["seed"] not in seeds],
-                              key=lambda r: r["seed"])
-    return results
+    return {**other, **results, "rows": fm.union_rows(results.get("rows", {}), other["rows"]),
+            "commands": list(dict.fromkeys(results.get("commands", []) + other.get("commands", [])))}
 
 
 def main() -> None:

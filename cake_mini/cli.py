@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     run.add_argument("--stand-in", action="store_true",
                      help="use random class-structured data of the data set's shape (pipeline check only)")
+    run.add_argument("--student-variant", default=None, metavar="NAME",
+                     help="train the student beyond the paper's recipe: one of the experiment's measured "
+                          "variants (see `cake-mini list`); default: the paper's recipe")
     run.add_argument("--no-progress", action="store_true")
     sub.add_parser("list", help="list experiments")
     args = parser.parse_args(argv)
@@ -34,20 +37,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         for name, exp in EXPERIMENTS.items():
             print(f"{name:16s} {exp.description}")
+            for variant, about in exp.student_variants.items():
+                print(f"{'':16s}   --student-variant {variant}: {about.description}")
         return 0
     if args.experiment not in EXPERIMENTS:
         parser.error(f"unknown experiment {args.experiment!r}; choose one of: {', '.join(EXPERIMENTS)}")
+    variants = EXPERIMENTS[args.experiment].student_variants
+    if args.student_variant is not None and args.student_variant not in variants:
+        parser.error(f"{args.experiment} has no student variant {args.student_variant!r}; "
+                     f"choose one of: {', '.join(variants) or 'none (it has only the paper recipe)'}")
     from . import distributed
     from .data import DatasetNotFoundError
     from .experiments import run_experiment
     from .sizes import get_size
 
     size = get_size(args.size)
-    out = args.out or f"runs/{args.experiment}-{size}-s{args.seed}"
+    variant = f"-{args.student_variant}" if args.student_variant else ""
+    out = args.out or f"runs/{args.experiment}-{size}{variant}-s{args.seed}"
     device = distributed.init_from_env(args.device)  # under torchrun: join the job; else as given
     try:
         results = run_experiment(args.experiment, size=size, seed=args.seed, out=out, device=str(device),
-                                 stand_in=args.stand_in, progress=not args.no_progress)
+                                 stand_in=args.stand_in, progress=not args.no_progress,
+                                 student_variant=args.student_variant)
     except DatasetNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

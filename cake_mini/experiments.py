@@ -42,6 +42,24 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class StudentVariant:
+    """A way to train the student beyond the paper's recipe, with the measurement behind it.
+
+    Attributes:
+        description: what changes, and where it was measured.
+        recipe: :class:`~cake_mini.DistillConfig` fields that change.
+        online_teacher: relabel every (augmented) batch with the teacher's softmax.
+        snapshots: the synthesis keeps this many iterates of every sample, and the student
+            trains on all of them (the same synthesis cost).
+    """
+
+    description: str
+    recipe: dict[str, Any] = field(default_factory=dict)
+    online_teacher: bool = False
+    snapshots: int = 1
+
+
+@dataclass(frozen=True)
 class Experiment:
     """One row of the book and of ``cake-mini run``: data, models, recipes, budgets."""
 
@@ -57,6 +75,7 @@ class Experiment:
     student_recipe: dict[str, Any] = field(default_factory=dict)
     data_options: dict[str, Any] = field(default_factory=dict)  # passed to data.load_dataset
     description: str = ""
+    student_variants: dict[str, StudentVariant] = field(default_factory=dict)  # beyond the paper
 
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -92,6 +111,12 @@ EXPERIMENTS: dict[str, Experiment] = {
         budgets={"smoke": Budget(1, 500, 20, 2), "default": Budget(30, 25_600, 256, 30),
                  "paper": Budget(30, 256_000, 256, 30)},
         description="the paper's FashionMNIST row: LeNet-5 -> LeNet-5-Half",
+        student_variants={
+            "randaugment-online": StudentVariant(
+                "beyond the paper: RandAugment on every synthetic sample, every batch relabelled by the "
+                "teacher (benchmarks/fashion_mnist_search.py, chapter 5)",
+                recipe=dict(augment="randaugment"), online_teacher=True),
+        },
     ),
     "mnist": Experiment(
         dataset="mnist", teacher="lenet5", student="lenet5-half", preset="mnist",
@@ -141,8 +166,11 @@ def _make(name: str, num_classes: int, input_shape: tuple[int, ...], options: di
 
 def run_experiment(name: str, *, size: str | None = None, seed: int = 0, out: str | Path = "runs/cake",
                    device: str | None = None, stand_in: bool = False, progress: bool = True,
-                   log=print) -> dict[str, Any]:
+                   student_variant: str | None = None, log=print) -> dict[str, Any]:
     """Run experiment ``name`` end to end into ``out``; returns what ``results.json`` holds.
+
+    ``student_variant`` names one of the experiment's ``student_variants`` (beyond the
+    paper's recipe); None: the paper's recipe.
 
     Under ``torchrun`` (after :func:`cake_mini.distributed.init_from_env`) every stage runs
     on all ranks and rank 0 writes the files; ``out`` must be on a file system all ranks see.
@@ -150,6 +178,10 @@ def run_experiment(name: str, *, size: str | None = None, seed: int = 0, out: st
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose one of {sorted(EXPERIMENTS)}")
     exp, size = EXPERIMENTS[name], get_size(size)
+    if student_variant is not None and student_variant not in exp.student_variants:
+        raise ValueError(f"{name} has no student variant {student_variant!r}; its variants: "
+                         f"{sorted(exp.student_variants) or 'none'}")
+    variant = exp.student_variants.get(student_variant, StudentVariant("the paper's recipe"))
     budget = exp.budgets[size]
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(out)
@@ -171,7 +203,8 @@ def run_experiment(name: str, *, size: str | None = None, seed: int = 0, out: st
 
     # synthesis: no training data from here on
     config = SynthesisConfig.preset(exp.preset, **{**exp.synthesis, "num_samples": budget.num_samples,
-                                                   "steps": budget.steps, "seed": seed})
+                                                   "steps": budget.steps, "seed": seed,
+                                                   "snapshots": variant.snapshots})
     if config.batch_size > config.num_samples:  # small budgets: one batch, not a mostly discarded one
         config = config.replace(batch_size=-(-config.num_samples // num_classes) * num_classes)
     t0 = time.perf_counter()
@@ -183,9 +216,10 @@ def run_experiment(name: str, *, size: str | None = None, seed: int = 0, out: st
     # student
     torch.manual_seed(seed + 1)
     student = _make(exp.student, num_classes, input_shape, exp.student_options).to(device)
-    recipe = DistillConfig(epochs=budget.student_epochs, seed=seed, **exp.student_recipe)
+    recipe = DistillConfig(epochs=budget.student_epochs, seed=seed, **{**exp.student_recipe, **variant.recipe})
     t0 = time.perf_counter()
-    distill(student, synthetic, recipe, device=device, progress=progress, checkpoint_dir=out / "distill")
+    distill(student, synthetic, recipe, teacher=teacher if variant.online_teacher else None, device=device,
+            progress=progress, checkpoint_dir=out / "distill")
     distill_seconds = time.perf_counter() - t0
     student_acc = evaluate(student, test, device=device)
     log(f"student {exp.student}: test accuracy {student_acc:.2%} (data-free; teacher {teacher_acc:.2%})")
@@ -195,6 +229,8 @@ def run_experiment(name: str, *, size: str | None = None, seed: int = 0, out: st
 
     results = {
         "experiment": name, "description": exp.description, "size": size, "seed": seed,
+        "student_variant": student_variant, "student_variant_description": variant.description,
+        "online_teacher": variant.online_teacher,
         "stand_in_data": stand_in,
         "teacher": {"model": exp.teacher, "test_accuracy": teacher_acc},
         "student": {"model": exp.student, "test_accuracy": student_acc},

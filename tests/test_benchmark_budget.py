@@ -64,6 +64,10 @@ def test_search_candidates_train_on_the_same_samples_as_their_controls(tiny_teac
     assert x.min() >= -1 and x.max() <= 1 and (control.x.abs() > 1).any()
     with torch.no_grad():
         torch.testing.assert_close(soft, tiny_teacher(x).softmax(-1))
+    # clamping applies to the snapshots too: their samples, clamped and relabelled
+    both = search.Candidate("clamp-snapshots", "", control=None, all_snapshots=True, clamp=True)
+    x4, soft4 = search.training_set(both, full, config, 4, 8, tiny_teacher, "cpu")
+    assert torch.equal(x4, snaps.x.clamp(-1, 1)) and soft4.shape == snaps.soft_labels.shape
 
 
 def test_search_compares_each_candidate_with_its_control_seed_by_seed():
@@ -73,3 +77,18 @@ def test_search_compares_each_candidate_with_its_control_seed_by_seed():
     assert search.paired(results, "clamp-relabel") == pytest.approx([5.0, -1.0])  # seeds 0 and 2 only
     assert search.paired(results, "cake") is None  # no control
     assert search.paired(results, "mixup-online") is None  # not run
+
+
+def test_merging_result_files_adds_missing_seeds_and_keeps_the_runs_already_there(tmp_path):
+    run = lambda seed, acc: {"seed": seed, "student_accuracy": acc}  # noqa: E731
+    mine = {"settings": {"steps": 8}, "rows": {"cake": {"runs": [run(2, 0.70)]}}}
+    other = {"settings": {"steps": 8}, "rows": {"cake": {"runs": [run(0, 0.60), run(2, 0.99)]},
+                                                "noise": {"runs": [run(0, 0.20)]}}}
+    path = tmp_path / "other.json"
+    path.write_text(__import__("json").dumps(other))
+    for merged in (bench.merge(mine, path, tmp_path / "out.json"), search.merge(mine, other)):
+        assert merged["rows"]["cake"]["runs"] == [run(0, 0.60), run(2, 0.70)]  # seed 2 stays ours
+        assert merged["rows"]["noise"]["runs"] == [run(0, 0.20)]
+    assert mine["rows"]["cake"]["runs"] == [run(2, 0.70)]  # the inputs are not changed
+    with pytest.raises(SystemExit, match="other"):
+        search.merge(mine, {**other, "settings": {"steps": 4}})

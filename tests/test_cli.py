@@ -74,3 +74,32 @@ def test_unknown_experiment_and_missing_data_are_clear(tmp_path, monkeypatch, ca
     monkeypatch.setattr(data, "_torchvision_download", offline)
     assert cli.main(["run", "cifar10-resnet", "--size", "smoke", "--out", str(tmp_path / "x")]) == 2
     assert "CAKE_MINI_DATA" in capsys.readouterr().err
+
+
+def test_a_student_variant_changes_the_student_recipe_and_is_recorded(tmp_path, monkeypatch, capsys):
+    name, variant = next(iter(EXPERIMENTS["fashion-mnist"].student_variants.items()))
+    seen = {}
+    real_distill = experiments.distill
+
+    def recording_distill(student, train_set, config, **kwargs):
+        seen.update(config=config, teacher=kwargs.get("teacher"), samples=len(train_set))
+        return real_distill(student, train_set, config, **kwargs)
+
+    monkeypatch.setattr(experiments, "distill", recording_distill)
+    out = tmp_path / "fm"
+    assert cli.main(["run", "fashion-mnist", "--size", "smoke", "--stand-in", "--student-variant", name,
+                     "--out", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["student_variant"] == name and results["online_teacher"] == variant.online_teacher
+    assert all(getattr(seen["config"], key) == value for key, value in variant.recipe.items())
+    assert results["distill"] == {**results["distill"], **variant.recipe}
+    assert (seen["teacher"] is not None) == variant.online_teacher
+    assert results["synthesis"]["snapshots"] == variant.snapshots
+    budget = EXPERIMENTS["fashion-mnist"].budgets["smoke"]
+    assert seen["samples"] == variant.snapshots * budget.num_samples  # every kept iterate
+    # a variant the experiment does not have is refused, naming the ones it has
+    with pytest.raises(SystemExit):
+        cli.main(["run", "fashion-mnist", "--student-variant", "no-such-variant"])
+    assert name in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no student variant"):
+        experiments.run_experiment("digits", size="smoke", student_variant=name, out=tmp_path / "d")
