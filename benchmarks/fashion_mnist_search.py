@@ -151,6 +151,7 @@ def summarise(results: dict) -> str:
 def merge(results: dict, other: dict) -> dict:
     if other.get("settings") != results.get("settings", other.get("settings")):
         raise SystemExit("the files were run at other sub-budgets; not merged")
+    fm.check_same_teachers(results.get("teachers", {}), other.get("teachers", {}), "a merged file")
     return {**other, **results, "rows": fm.union_rows(results.get("rows", {}), other["rows"]),
             "commands": list(dict.fromkeys(results.get("commands", []) + other.get("commands", [])))}
 
@@ -205,6 +206,8 @@ def main() -> None:
     wanted += [BY_NAME[c.control] for c in wanted if c.control and BY_NAME[c.control] not in wanted]
     wanted.sort(key=CANDIDATES.index)  # controls first: a stopped run leaves comparable pairs
     teacher, info = fm.teacher_for(TEACHER, size, device)
+    if any(entry["runs"] for entry in results["rows"].values()):
+        fm.check_same_teachers(results.get("teachers", {}), {TEACHER: info}, out)
     test = data.load_dataset("fashion-mnist", "test", resize=fm.TEACHER_RECIPES[TEACHER]["resize"])
     samples = len(range(0, config.num_batches, args.stride)) * config.batch_size
     results |= {"benchmark": "fashion-mnist-search", "run_size": args.size,

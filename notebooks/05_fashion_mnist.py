@@ -605,7 +605,7 @@ def print_search(measured):
     gains = paired_gains(accuracy, control)
     for name, acc in accuracy.items():
         values = list(acc.values())
-        line = (f"{name:14s} {mean_std(values)} % over {len(values)} seeds, "
+        line = (f"{name:21s} {mean_std(values)} % over {len(values)} seeds, "
                 f"spread {max(values) - min(values):.1f} points")
         if name in gains:
             diff = gains[name]
@@ -670,6 +670,91 @@ if CONFIRM is not None:
 # the paper-size table, read from the same checkpoints). Its last line says whether the
 # goal, a mean of 80 % over three seeds at no more than the paper's budget, is reached; with
 # fewer than three seeds done it is not, whatever the mean.
+
+# %% [markdown]
+# ### The search at the default size: a tenth of the synthesis
+#
+# A paper-size seed costs hours of synthesis before the first student trains, so the
+# next round of candidates ran on the samples of the `default`-size runs (all 25,600 of
+# them, after all 256 steps), whose `cake` students are the authors'-teacher rows of the
+# control above. Besides the four candidates already described, four more:
+#
+# * `low-lr`: the paper's recipe with a peak learning rate of 0.03 instead of 0.1 (the weak
+#   seeds in the figure of the student's epochs lose their footing early, when the rate
+#   climbs);
+# * `randaugment-online`: the augmentation the authors' teacher was trained with,
+#   `RandAugment`, applied to every synthetic sample, and each augmented batch relabelled by
+#   the teacher, so the student sees new inputs every epoch and the teacher's answer for
+#   each;
+# * `clamp-long-student`: `clamp-relabel` with four times the epochs, against
+#   `long-student`;
+# * `randaugment-snapshots`: `randaugment-online` on the four kept iterates of every sample,
+#   against `snapshots` (the same samples, as many student steps).
+#
+# ```
+# python benchmarks/fashion_mnist_search.py --size default --stride 1 --seeds 0 1 2
+# ```
+#
+# The three seeds ran as three processes of one thread on this 2-core CPU, so the minutes
+# printed below are those of a shared machine. The cell also adds up what one seed costs:
+# the synthesis of its run (from the run's file) and the student, in CPU-core minutes.
+
+# %% tags=["hide-input"]
+DEFAULT_SEARCH = book.show_or_say_why(
+    "fashion-mnist-search-default-k1-t256-cpu-1threads.json",
+    how="python benchmarks/fashion_mnist_search.py --size default --stride 1 --seeds 0 1 2")
+
+# %%
+def core_minutes(measured, row, key):
+    """Mean over seeds of ``key`` (seconds) of ``row``'s runs, times the run's processes, in minutes."""
+    runs = measured.data["rows"][row]["runs"]
+    return statistics.mean(r[key] for r in runs) * measured.data["hardware"].get("processes", 1) / 60
+
+
+if DEFAULT_SEARCH is not None:
+    D_ACCURACY, D_CONTROL, D_GAINS = print_search(DEFAULT_SEARCH)
+    D_MEAN = {name: statistics.mean(acc.values()) for name, acc in D_ACCURACY.items()}
+    D_STD = {name: statistics.stdev(acc.values()) for name, acc in D_ACCURACY.items()}
+    best = max(D_MEAN, key=D_MEAN.get)
+    versus_cake = [D_ACCURACY[best][s] - D_ACCURACY["cake"][s] for s in sorted(D_ACCURACY[best])]
+    print(f"{best} minus cake, per seed: " + ", ".join(f"{d:+.1f}" for d in versus_cake) + " points")
+    student_minutes = {name: core_minutes(DEFAULT_SEARCH, name, "seconds") for name in D_ACCURACY}
+    print("student minutes a seed: " + ", ".join(f"{name} {m:.0f}" for name, m in student_minutes.items()
+                                                 if name != "cake") + " (cake: the default run's students)")
+    if DEFAULT_RUN is not None and PAPER_RUN is not None:
+        default_cost = core_minutes(DEFAULT_RUN, "cake", "synthesis_seconds") + student_minutes[best]
+        paper_cost = (core_minutes(PAPER_RUN, "cake", "synthesis_seconds")
+                      + core_minutes(PAPER_RUN, "cake", "distill_seconds"))
+        print(f"one seed, CPU-core minutes: default synthesis + {best} student {default_cost:.0f}; "
+              f"paper synthesis + the paper's student {paper_cost:.0f} ({paper_cost / default_cost:.1f}x)")
+        assert paper_cost > 3 * default_cost
+    # the claims of the text below, checked on the file's numbers
+    assert best == "randaugment-snapshots" and len(D_ACCURACY[best]) == 3
+    assert abs(D_MEAN[best] - 76.5) < 1.0 and D_STD[best] < 1.5 and D_STD["cake"] > 10
+    assert min(D_GAINS["randaugment-online"]) > 5 and min(D_GAINS[best]) > 0 and min(versus_cake) > 5
+    assert all(D_ACCURACY[best][s] > D_ACCURACY["randaugment-online"][s] for s in D_ACCURACY[best])
+    assert max(D_GAINS["low-lr"]) < 0
+    assert min(D_GAINS["clamp-long-student"]) < 0 < max(D_GAINS["clamp-long-student"])
+
+# %% [markdown]
+# One candidate stands out. `randaugment-snapshots` reaches the paper's 76.5 % on average
+# with a standard deviation of about a point, on a tenth of the paper's samples, where the
+# paper's recipe on the same samples scatters over thirty points; it is ahead of `cake` by
+# seven to almost forty points and ahead of its own control on every seed. Its two parts
+# each help: `randaugment-online` alone beats `cake` on every seed by five points or more
+# at the same student steps, and the snapshots add to it. The augmentation does what the
+# synthesis cannot afford: it turns 25,600 samples into a new set every epoch, and the
+# online teacher labels each augmented sample, so the student never sees a label that
+# does not belong to its input. It costs student time instead, since `RandAugment` runs
+# image by image on the CPU, yet one seed of synthesis plus this student is still several
+# times cheaper than a paper-size synthesis alone, as the last printed line counts.
+#
+# Two guesses failed. A lower learning rate (`low-lr`) is behind `cake` on every seed, so
+# the early warm-up is not what loses the weak seeds. Clamping, which at the paper's
+# sub-budget above narrowed the spread, is behind `long-student` on two of three seeds when
+# the student trains long (`clamp-long-student`). The search does not reach 80 % and was
+# not run at the paper's budget; `cake-mini run fashion-mnist --student-variant
+# randaugment-snapshots` runs the winning recipe end to end.
 
 # %% [markdown]
 # ## A live run: the teacher
@@ -1168,6 +1253,10 @@ else:
 # - Keeping intermediate iterates (`snapshots=`) multiplies the training set at no
 #   synthesis cost. In the `cpu`-size file the snapshots do no better than training the
 #   student longer, and neither is clearly above `cake` at three seeds.
+# - How the student learns from the samples matters as much as how many there are: at a
+#   tenth of the paper's samples, `RandAugment` on every kept iterate with the teacher
+#   relabelling each batch (`--student-variant randaugment-snapshots`) matches the paper's
+#   mean with a spread of about a point, read from the default-size search file.
 #
 # ## Exercises
 #

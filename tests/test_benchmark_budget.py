@@ -92,3 +92,31 @@ def test_merging_result_files_adds_missing_seeds_and_keeps_the_runs_already_ther
     assert mine["rows"]["cake"]["runs"] == [run(2, 0.70)]  # the inputs are not changed
     with pytest.raises(SystemExit, match="other"):
         search.merge(mine, {**other, "settings": {"steps": 4}})
+
+
+def test_runs_of_a_retrained_teacher_are_not_paired_with_the_old_ones(tmp_path):
+    old = {"authors": {"weights": "aaaa", "test_accuracy": 0.9031, "val_accuracy": 0.9063}}
+    new = {"authors": {"weights": "bbbb", "test_accuracy": 0.9026, "val_accuracy": 0.9047}}
+    mine = {"settings": {"steps": 8}, "teachers": old, "rows": {"cake": {"runs": [{"seed": 0}]}}}
+    other = {"settings": {"steps": 8}, "teachers": new, "rows": {"clamp-relabel": {"runs": [{"seed": 0}]}}}
+    path = tmp_path / "other.json"
+    path.write_text(__import__("json").dumps(other))
+    with pytest.raises(SystemExit, match="retrained teacher"):
+        search.merge(mine, other)
+    with pytest.raises(SystemExit, match="retrained teacher"):
+        bench.merge(mine, path, tmp_path / "out.json")
+    # a file from before the fingerprint: the accuracies still tell the teachers apart
+    without_weights = {"authors": {k: v for k, v in new["authors"].items() if k != "weights"}}
+    with pytest.raises(SystemExit, match="test_accuracy"):
+        bench.check_same_teachers(old, without_weights, "x.json")
+    bench.check_same_teachers(old, {"authors": dict(old["authors"])}, "x.json")  # the same teacher: fine
+    bench.check_same_teachers(old, {"pad-flip-shift": new["authors"]}, "x.json")  # another recipe: fine
+    assert search.merge(mine, {**other, "teachers": old})["rows"].keys() == {"cake", "clamp-relabel"}
+
+
+def test_the_teacher_fingerprint_changes_with_any_weight(tiny_teacher):
+    before = bench.weights_fingerprint(tiny_teacher)
+    assert before == bench.weights_fingerprint(tiny_teacher) and len(before) == 16
+    with torch.no_grad():
+        next(tiny_teacher.parameters()).view(-1)[0] += 1e-6
+    assert bench.weights_fingerprint(tiny_teacher) != before

@@ -76,8 +76,9 @@ def test_unknown_experiment_and_missing_data_are_clear(tmp_path, monkeypatch, ca
     assert "CAKE_MINI_DATA" in capsys.readouterr().err
 
 
-def test_a_student_variant_changes_the_student_recipe_and_is_recorded(tmp_path, monkeypatch, capsys):
-    name, variant = next(iter(EXPERIMENTS["fashion-mnist"].student_variants.items()))
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS["fashion-mnist"].student_variants))
+def test_a_student_variant_changes_the_student_recipe_and_is_recorded(name, tmp_path, monkeypatch, capsys):
+    variant = EXPERIMENTS["fashion-mnist"].student_variants[name]
     seen = {}
     real_distill = experiments.distill
 
