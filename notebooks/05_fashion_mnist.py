@@ -757,6 +757,49 @@ if DEFAULT_SEARCH is not None:
 # randaugment-snapshots` runs the winning recipe end to end.
 
 # %% [markdown]
+# ### A first look at the paper's budget
+#
+# The paper-size samples behind the tables above went with an earlier machine (this one
+# started fresh), and the teacher, retrained with the same recipe and seed, scored a
+# little differently, so its samples are new ones. The benchmarks refuse to pair students
+# of two teachers seed by seed; a retrained teacher's runs go into a file of their own,
+# with a new `cake` control on the new samples:
+#
+# ```
+# torchrun --standalone --nproc_per_node=2 benchmarks/fashion_mnist.py --size paper --seeds 0 --rows cake --no-curve
+# OMP_NUM_THREADS=2 python benchmarks/fashion_mnist_search.py --stride 1 --seeds 0 --candidates randaugment-online
+# ```
+#
+# The cell prints both teachers, the new `cake` student beside the earlier one of the same
+# seed, and the candidates the file holds so far.
+
+# %% tags=["hide-input"]
+RETRAINED = book.show_or_say_why(
+    "fashion-mnist-search-paper-k1-t256-cpu-2threads.json",
+    how="OMP_NUM_THREADS=2 python benchmarks/fashion_mnist_search.py --stride 1 --seeds 0 "
+    "--candidates randaugment-online")
+
+# %%
+if RETRAINED is not None and PAPER_RUN is not None:
+    old_teacher = PAPER_RUN.data["teachers"]["authors"]["test_accuracy"]
+    new_teacher = RETRAINED.data["teachers"]["authors"]["test_accuracy"]
+    print(f"teacher test accuracy: earlier {100 * old_teacher:.2f} %, retrained {100 * new_teacher:.2f} %")
+    R_ACCURACY, _, _ = print_search(RETRAINED)
+    earlier = {int(seed): value for seed, value in PAPER_RUN.values("cake").items()}
+    again = {s: R_ACCURACY["cake"][s] - earlier[s] for s in R_ACCURACY["cake"]}
+    print("cake, retrained teacher minus earlier teacher, per seed: "
+          + ", ".join(f"seed {s}: {d:+.1f} points" for s, d in again.items()))
+    # the claim of the text below, checked on the file's numbers
+    assert old_teacher != new_teacher and all(abs(d) < 1 for d in again.values())
+
+# %% [markdown]
+# The retrained teacher differs from the earlier one by a few hundredths of a point on the
+# test set, and the `cake` student of the same seed lands within a point of the earlier
+# one: at the paper's budget, seed 0 is reproduced by an independent synthesis. A
+# candidate in this file with fewer than three seeds is a first look at the paper's budget,
+# not a result; the default-size search above is where the recipes are compared.
+
+# %% [markdown]
 # ## A live run: the teacher
 #
 # The teacher is LeNet-5 (conv 6@5×5, pool, conv 16@5×5, pool, conv 120@5×5, fc 84, fc 10)
