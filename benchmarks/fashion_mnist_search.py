@@ -103,6 +103,15 @@ def training_set(candidate: Candidate, synthetic, config, stride: int, steps: in
     return x, fm.teacher_soft_labels(teacher, x, device)
 
 
+def to_run(names: list[str], controls: bool = True) -> list[Candidate]:
+    """The named candidates and, unless ``controls`` is False, their controls; controls first,
+    so a stopped run leaves comparable pairs."""
+    wanted = [BY_NAME[name] for name in dict.fromkeys(names)]
+    if controls:
+        wanted += [BY_NAME[c.control] for c in wanted if c.control and BY_NAME[c.control] not in wanted]
+    return [c for c in CANDIDATES if c in wanted]
+
+
 def checkpoint_name(candidate: Candidate, size: str, stride: int, steps: int, seed: int) -> str:
     """The control shares the budget curve's (or the `cake` row's) checkpoint: the same student."""
     tag = f"{size}-{fm.SIZES[size].teacher_epochs}-{TEACHER}"
@@ -165,6 +174,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help="the snapshot after this many steps (default: all the run's steps)")
     parser.add_argument("--candidates", nargs="+", default=[c.name for c in CANDIDATES], choices=list(BY_NAME))
+    parser.add_argument("--no-controls", action="store_true",
+                        help="only the named candidates, not their controls (run those later, or in another "
+                             "process with --out, and --merge)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
     parser.add_argument("--merge", nargs="+", default=[], metavar="JSON",
@@ -202,9 +214,7 @@ def main() -> None:
         print(summarise(results))
         return
 
-    wanted = [BY_NAME[name] for name in args.candidates]
-    wanted += [BY_NAME[c.control] for c in wanted if c.control and BY_NAME[c.control] not in wanted]
-    wanted.sort(key=CANDIDATES.index)  # controls first: a stopped run leaves comparable pairs
+    wanted = to_run(args.candidates, controls=not args.no_controls)
     teacher, info = fm.teacher_for(TEACHER, size, device)
     if any(entry["runs"] for entry in results["rows"].values()):
         fm.check_same_teachers(results.get("teachers", {}), {TEACHER: info}, out)

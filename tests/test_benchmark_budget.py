@@ -79,6 +79,14 @@ def test_search_compares_each_candidate_with_its_control_seed_by_seed():
     assert search.paired(results, "mixup-online") is None  # not run
 
 
+def test_the_search_runs_controls_first_unless_told_not_to():
+    names = lambda candidates: [c.name for c in candidates]  # noqa: E731
+    assert names(search.to_run(["randaugment-snapshots", "clamp-relabel"])) == \
+        ["cake", "snapshots", "clamp-relabel", "randaugment-snapshots"]
+    assert names(search.to_run(["randaugment-snapshots", "randaugment-snapshots"], controls=False)) == \
+        ["randaugment-snapshots"]
+
+
 def test_merging_result_files_adds_missing_seeds_and_keeps_the_runs_already_there(tmp_path):
     run = lambda seed, acc: {"seed": seed, "student_accuracy": acc}  # noqa: E731
     mine = {"settings": {"steps": 8}, "rows": {"cake": {"runs": [run(2, 0.70)]}}}
