@@ -106,10 +106,10 @@ def training_set(candidate: Candidate, synthetic, config, stride: int, steps: in
 def to_run(names: list[str], controls: bool = True) -> list[Candidate]:
     """The named candidates and, unless ``controls`` is False, their controls; controls first,
     so a stopped run leaves comparable pairs."""
-    wanted = [BY_NAME[name] for name in dict.fromkeys(names)]
+    wanted = set(names)
     if controls:
-        wanted += [BY_NAME[c.control] for c in wanted if c.control and BY_NAME[c.control] not in wanted]
-    return [c for c in CANDIDATES if c in wanted]
+        wanted |= {BY_NAME[name].control for name in wanted} - {None}
+    return [c for c in CANDIDATES if c.name in wanted]
 
 
 def checkpoint_name(candidate: Candidate, size: str, stride: int, steps: int, seed: int) -> str:
