@@ -177,6 +177,9 @@ def main() -> None:
     parser.add_argument("--no-controls", action="store_true",
                         help="only the named candidates, not their controls (run those later, or in another "
                              "process with --out, and --merge)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="CPU speed-up of the students (DistillConfig.channels_last: same values, other "
+                             "rounding; recorded with each run)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
     parser.add_argument("--merge", nargs="+", default=[], metavar="JSON",
@@ -239,7 +242,10 @@ def main() -> None:
                 continue
             train = training_set(candidate, synthetic, config, args.stride, args.steps, teacher, device)
             t0, load = time.perf_counter(), os.getloadavg()[0]
-            _, run = fm.student_on(train, size, seed, test, device, row=candidate.row(), teacher=teacher,
+            row = candidate.row()
+            if args.channels_last:
+                row = dataclasses.replace(row, distill={**row.distill, "channels_last": True})
+            _, run = fm.student_on(train, size, seed, test, device, row=row, teacher=teacher,
                                    checkpoint=checkpoint_name(candidate, args.size, args.stride, args.steps, seed))
             entry["runs"].append({"seed": seed, "samples": len(train[0]) if isinstance(train, tuple) else len(train),
                                   **run, "seconds": time.perf_counter() - t0, "load_average_1min": load})

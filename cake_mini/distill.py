@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from . import distributed
 from .checkpoint import RunDirectory, fingerprint, tensor_fingerprint
+from .layout import channel_last, takes_channel_last
 from .precision import PRECISIONS, autocast, uses_fp16
 from .progress import progress_bar
 from .losses import soft_cross_entropy
@@ -53,6 +54,11 @@ class DistillConfig:
         precision: ``"auto"`` (bf16 autocast on CUDA cards of compute capability >= 8, fp16
             with loss scaling on 7.x such as the T4, fp32 elsewhere; see ``precision.py``),
             ``"fp32"``, ``"bf16"``, ``"fp16"``.
+        channels_last: on a CPU, hand one-channel image batches to the student and the online
+            teacher with channel-last strides, as :func:`~cake_mini.synthesize` does: oneDNN's
+            NHWC convolutions make a LeNet-5 step ~1.5x faster. Same values, other rounding, so
+            off by default and runs made without it keep their numbers. Ignored where it does
+            not apply (GPU, several channels, no ``Conv2d``, a model that fails on such strides).
     """
 
     epochs: int = 30
@@ -69,6 +75,7 @@ class DistillConfig:
     temperature: float = 1.0
     seed: int = 0
     precision: str = "auto"
+    channels_last: bool = False
 
     AUGMENTS: ClassVar[tuple] = (None, "shift", "flip-shift", "randaugment")
 
@@ -158,6 +165,11 @@ def rand_augment(x: Tensor, generator: torch.Generator) -> Tensor:
     ``Compose([..., Normalize(0.5, 0.5), RandAugment()])``: the colour operations then clamp
     to [0, 1], so most augmented images lose their -1 background. The draws come from
     ``generator``, so every rank of a distributed run augments alike.
+
+    Bit for bit what ``v2.RandAugment()`` called on each image in turn gives under the same
+    seed: the operations are drawn image by image in torchvision's order, then each
+    (operation, magnitude) is applied once to every image that drew it (about 4x faster at
+    batch 256 on a CPU), on ``x``'s device.
     """
     from torchvision.transforms import v2
 
@@ -165,7 +177,37 @@ def rand_augment(x: Tensor, generator: torch.Generator) -> Tensor:
     seed = int(torch.randint(2**62, (1,), generator=generator))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return torch.stack([policy(image) for image in x.cpu()]).to(x.device)
+        draws = [[_draw_operation(policy, x.shape[-2:]) for _ in range(policy.num_ops)] for _ in range(len(x))]
+    for k in range(policy.num_ops):
+        groups: dict[tuple[str, float], list[int]] = {}
+        for i, operations in enumerate(draws):
+            groups.setdefault(operations[k], []).append(i)
+        out = torch.empty_like(x)
+        for (name, magnitude), members in groups.items():
+            idx = torch.tensor(members, device=x.device)
+
+            def apply(images: Tensor) -> Tensor:
+                return policy._apply_image_or_video_transform(images, name, magnitude,
+                                                              interpolation=policy.interpolation, fill=policy._fill)
+
+            # Sharpness blurs with a convolution whose batched result differs in the last bit
+            out[idx] = torch.stack([apply(image) for image in x[idx]]) if name == "Sharpness" else apply(x[idx])
+        x = out
+    return x
+
+
+def _draw_operation(policy, size: tuple[int, int]) -> tuple[str, float]:
+    """One operation and its signed magnitude, drawn from the global RNG as ``RandAugment.forward`` does."""
+    names = tuple(policy._AUGMENTATION_SPACE)
+    name = names[int(torch.randint(len(names), ()))]
+    magnitudes_fn, signed = policy._AUGMENTATION_SPACE[name]
+    magnitudes = magnitudes_fn(policy.num_magnitude_bins, *size)
+    if magnitudes is None:
+        return name, 0.0
+    magnitude = float(magnitudes[policy.magnitude])
+    if signed and torch.rand(()) <= 0.5:
+        magnitude *= -1
+    return name, magnitude
 
 
 def mix_batch(x: Tensor, target: Tensor, num_classes: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -306,6 +348,9 @@ def distill(
             result.history = state["history"]
             start_epoch = len(result.history)
 
+    channels_last = config.channels_last and all(
+        takes_channel_last(m, tuple(x.shape[1:]), device) for m in (student, teacher) if m is not None)
+
     def targets_for(xb: Tensor, stored: Tensor) -> Tensor:
         if teacher is None:
             return stored
@@ -327,6 +372,8 @@ def distill(
                 xb, yb = mix_batch(xb, yb, num_classes, generator)
             if world > 1:  # every rank drew the same global batch; each trains on its slice
                 xb, yb = xb.tensor_split(world)[rank], yb.tensor_split(world)[rank]
+            if channels_last:
+                xb = channel_last(xb)
             yb = targets_for(xb, yb)
             with autocast(device, config.precision):
                 logits = model(xb).float()

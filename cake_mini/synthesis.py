@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from . import distributed
 from .checkpoint import RunDirectory, atomic_save, fingerprint, safe_load
+from .layout import channel_last, takes_channel_last
 from .precision import PRECISIONS, InputGradScaler, autocast, uses_fp16
 from .schedules import SCHEDULES, step_sizes
 # the method's pieces live in cake.py; imported here for the engine and for old imports
@@ -353,7 +354,7 @@ def synthesize(
                          "on a file system every rank sees; each rank writes its shards there and reads the others'")
     distributed.barrier()  # every rank has opened the directory before any rank writes to it
 
-    channels_last = _use_channel_last(teacher, input_shape, device)
+    channels_last = takes_channel_last(teacher, input_shape, device)
     groups = [list(range(start, min(start + config.parallel_batches, config.num_batches)))
               for start in range(0, config.num_batches, config.parallel_batches)]
     parts: dict[int, SyntheticSet] = {}
@@ -410,31 +411,6 @@ def _progress(starts: list, enabled: bool, config: SynthesisConfig):
                         desc=f"{config.method.upper()} synthesis ({config.parallel_batches} mini-batches a group)")
 
 
-def _channel_last(x: Tensor) -> Tensor:
-    """The same values with channel-last strides (still contiguous for one channel)."""
-    return torch.empty_strided(x.shape, (x.stride(0), 1, x.stride(2), 1), device=x.device).copy_(x)
-
-
-def _use_channel_last(teacher, input_shape: tuple[int, ...], device: torch.device) -> bool:
-    """Whether to feed one-channel images to the teacher with channel-last strides on CPU.
-
-    Same values, other strides: the teacher's convolutions then run oneDNN's NHWC kernels
-    instead of padding the single channel to 16 (a LeNet-5 step gets ~2x faster on CPU;
-    benchmarks/throughput.py). Its activations become channel-last too, so a teacher that
-    calls .view on them would fail: probe it once and keep NCHW if it does.
-    """
-    if device.type != "cpu" or len(input_shape) != 3 or input_shape[0] != 1:
-        return False
-    if not (isinstance(teacher, nn.Module) and any(isinstance(m, nn.Conv2d) for m in teacher.modules())):
-        return False  # nothing to gain, and a black-box teacher would pay for the probe in queries
-    try:
-        with torch.no_grad():
-            teacher(_channel_last(torch.zeros((2, *input_shape))))
-    except Exception:  # e.g. a .view on channel-last activations; any failure means "keep NCHW"
-        return False
-    return True
-
-
 def _optimize_batches(teacher, batches: list[int], etas: Tensor, config: SynthesisConfig,
                       input_shape: tuple[int, ...], num_classes: int, group_size: int,
                       device: torch.device, channels_last: bool = False) -> SyntheticSet:
@@ -443,7 +419,7 @@ def _optimize_batches(teacher, batches: list[int], etas: Tensor, config: Synthes
     x = torch.cat([s[0] for s in starts]).to(device)  # (P*B, *input_shape)
     y = torch.cat([s[1] for s in starts]).to(device)  # (P*B,)
     if channels_last:
-        x = _channel_last(x)
+        x = channel_last(x)
     if config.bounds is not None:
         x.clamp_(*config.bounds)
     n, per_sample = len(batches), (-1,) + (1,) * len(input_shape)

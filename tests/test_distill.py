@@ -93,6 +93,52 @@ def test_randaugment_changes_images_reproducibly():
     assert 4 <= changed.sum() <= 16  # two operations per image; Identity leaves a few alone
 
 
+def test_randaugment_equals_torchvision_image_by_image():
+    from torchvision.transforms import v2
+
+    from cake_mini.distill import rand_augment
+
+    for seed, x in enumerate([torch.randn(256, 1, 16, 16), torch.rand(256, 3, 12, 12) * 2 - 1]):
+        generator = torch.Generator().manual_seed(seed)
+        out = rand_augment(x, generator)
+        torch.manual_seed(int(torch.randint(2**62, (1,), generator=torch.Generator().manual_seed(seed))))
+        policy = v2.RandAugment()
+        assert torch.equal(out, torch.stack([policy(image) for image in x]))  # every operation drawn ~36 times
+
+
+class _LayoutRecorder(nn.Module):
+    """A small conv net that notes the layout of every training batch; ``refuse``: fails on channel-last."""
+
+    def __init__(self, refuse=False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.bn, self.fc = nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Linear(4 * 6 * 6, 3)
+        self.refuse, self.seen = refuse, set()
+
+    def forward(self, x):
+        layout = "channel-last" if x.stride(1) == 1 else "nchw"
+        if self.refuse and layout == "channel-last":
+            raise ValueError("expects NCHW-contiguous images")
+        if self.training:
+            self.seen.add(layout)
+        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+
+def test_channels_last_feeds_the_student_channel_last_with_the_same_result():
+    g = torch.Generator().manual_seed(0)
+    data = (torch.randn(64, 1, 8, 8, generator=g), torch.randn(64, 3, generator=g).softmax(-1))
+    config = cm.DistillConfig(epochs=1, batch_size=16, lr=0.05)
+    plain, fast, refusing = _LayoutRecorder(), _LayoutRecorder(), _LayoutRecorder(refuse=True)
+    cm.distill(plain, data, config, progress=False)
+    cm.distill(fast, data, config.replace(channels_last=True), progress=False)
+    cm.distill(refusing, data, config.replace(channels_last=True), progress=False)
+    assert plain.seen == {"nchw"} and fast.seen == {"channel-last"} and refusing.seen == {"nchw"}
+    for a, b in zip(plain.state_dict().values(), fast.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)  # BatchNorm statistics too: the probe ran in eval mode
+    for a, b in zip(plain.state_dict().values(), refusing.state_dict().values()):
+        assert torch.equal(a, b)
+
+
 def test_bad_config_and_non_finite_loss():
     x, y = _linear_problem(64)
     with pytest.raises(ValueError, match="augment must be one of"):
