@@ -783,9 +783,11 @@ RETRAINED = book.show_or_say_why(
 
 # %%
 if RETRAINED is not None and PAPER_RUN is not None:
-    old_teacher = PAPER_RUN.data["teachers"]["authors"]["test_accuracy"]
-    new_teacher = RETRAINED.data["teachers"]["authors"]["test_accuracy"]
-    print(f"teacher test accuracy: earlier {100 * old_teacher:.2f} %, retrained {100 * new_teacher:.2f} %")
+    old_teacher = 100 * PAPER_RUN.data["teachers"]["authors"]["test_accuracy"]
+    by_seed = RETRAINED.data.get("teachers_by_seed") or {"0": RETRAINED.data["teachers"]}
+    new_teachers = {int(seed): 100 * t["authors"]["test_accuracy"] for seed, t in sorted(by_seed.items())}
+    print(f"teacher test accuracy: earlier {old_teacher:.2f} %, retrained on each new machine: "
+          + ", ".join(f"seed {seed}: {acc:.2f} %" for seed, acc in new_teachers.items()))
     R_ACCURACY, _, _ = print_search(RETRAINED)
     earlier = {int(seed): value for seed, value in PAPER_RUN.values("cake").items()}
     again = {s: R_ACCURACY["cake"][s] - earlier[s] for s in R_ACCURACY["cake"]}
@@ -797,7 +799,7 @@ if RETRAINED is not None and PAPER_RUN is not None:
     print("seed 0, student minutes at 2 threads: "
           + ", ".join(f"{name} {m:.0f}" for name, m in minutes.items() if name != "cake"))
     # the claims of the text below, checked on the file's numbers
-    assert old_teacher != new_teacher and all(abs(d) < 1 for d in again.values())
+    assert old_teacher not in new_teachers.values() and all(abs(d) < 1 for d in again.values())
     assert seed0["cake"] < seed0["randaugment-online"] < seed0["randaugment-snapshots"] < 80
     assert seed0["randaugment-snapshots"] > 76.5 + 1.01  # the paper: 76.5 ± 1.01 %
     assert 3 < minutes["randaugment-snapshots"] / minutes["randaugment-online"] < 5

@@ -122,6 +122,24 @@ def test_runs_of_a_retrained_teacher_are_not_paired_with_the_old_ones(tmp_path):
     assert search.merge(mine, {**other, "teachers": old})["rows"].keys() == {"cake", "clamp-relabel"}
 
 
+def test_each_seed_keeps_its_own_teacher_and_a_seed_never_mixes_two(tmp_path):
+    first = {"authors": {"weights": "aaaa", "test_accuracy": 0.9026, "val_accuracy": 0.9047}}
+    second = {"authors": {"weights": "bbbb", "test_accuracy": 0.9070, "val_accuracy": 0.9060}}
+    old_file = {"settings": {"steps": 8}, "teachers": first, "rows": {"cake": {"runs": [{"seed": 0}]}}}
+    assert search.teachers_by_seed(old_file) == {"0": first}  # one teacher for the whole file, as before
+    grown = search.with_teachers(old_file, [1], second, "x.json")  # a new seed, a retrained teacher: fine
+    assert grown["teachers_by_seed"] == {"0": first, "1": second} and "teachers" not in grown
+    search.with_teachers(grown, [1], second, "x.json")  # the same teacher again: fine
+    with pytest.raises(SystemExit, match="seed 0, holds runs of another 'authors' teacher"):
+        search.with_teachers(grown, [0], second, "x.json")
+    # merging: different seeds may have different teachers, one seed may not
+    other = {"settings": {"steps": 8}, "teachers_by_seed": {"2": second},
+             "rows": {"cake": {"runs": [{"seed": 2}]}}}
+    assert search.merge(grown, other)["teachers_by_seed"] == {"0": first, "1": second, "2": second}
+    with pytest.raises(SystemExit, match="seed 0"):
+        search.merge(grown, {**other, "teachers_by_seed": {"0": second}})
+
+
 def test_the_teacher_fingerprint_changes_with_any_weight(tiny_teacher):
     before = bench.weights_fingerprint(tiny_teacher)
     assert before == bench.weights_fingerprint(tiny_teacher) and len(before) == 16
