@@ -16,9 +16,9 @@ Each candidate names its control: the same samples and as many student SGD steps
 difference between the two is the candidate's. The file keeps every seed of every candidate,
 and the markdown beside it the paired differences to the controls.
 
-Memory: a process holds its seed's whole synthesis (256,000 samples x 4 snapshots: 4.2 GB) and
-peaked near 12 GB at stride 1, so two torchrun processes do not fit a 24-GB machine (measured: the
-kernel killed one); run one process there.
+Memory: a process holds its seed's whole synthesis (256,000 samples x 4 snapshots: 4.2 GB). It
+peaked near 12 GB at stride 1 when the all-snapshot candidates still copied it, so two torchrun
+processes did not fit a 24-GB machine (measured: the kernel killed one); run one process there.
 
 Writes benchmarks/results/fashion-mnist-search-k<stride>-t<steps>-<hardware>.json after every
 student; finished (candidate, seed) pairs are skipped on a rerun. Runs of the same command
@@ -94,7 +94,8 @@ def training_set(candidate: Candidate, synthetic, config, stride: int, steps: in
     """The candidate's training set from one seed's `cake` samples."""
     if candidate.all_snapshots:
         batch = torch.arange(len(synthetic)) // (config.snapshots * config.batch_size)
-        train = synthetic.subset((batch % stride == 0) & (synthetic.step <= steps))
+        keep = (batch % stride == 0) & (synthetic.step <= steps)
+        train = synthetic if keep.all() else synthetic.subset(keep)  # the paper's budget: no 4-GB copy
     else:
         train = fm.budget_subset(synthetic, config, stride, steps)
     if not candidate.clamp:

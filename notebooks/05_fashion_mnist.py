@@ -745,9 +745,12 @@ if DEFAULT_SEARCH is not None:
 # at the same student steps, and the snapshots add to it. The augmentation does what the
 # synthesis cannot afford: it turns 25,600 samples into a new set every epoch, and the
 # online teacher labels each augmented sample, so the student never sees a label that
-# does not belong to its input. It costs student time instead, since `RandAugment` runs
-# image by image on the CPU, yet one seed of synthesis plus this student is still several
-# times cheaper than a paper-size synthesis alone, as the last printed line counts.
+# does not belong to its input. It costs student time instead (`RandAugment` on every
+# image and a teacher forward pass on every batch; these runs applied torchvision's
+# `RandAugment` image by image, which `cake_mini` now groups by operation, bit for bit the
+# same images, about 1.6x faster a step: `benchmarks/student_step.py`), yet one seed of
+# synthesis plus this student is still several times cheaper than a paper-size synthesis
+# alone, as the last printed line counts.
 #
 # Two guesses failed. A lower learning rate (`low-lr`) is behind `cake` on every seed, so
 # the early warm-up is not what loses the weak seeds. Clamping, which at the paper's

@@ -56,6 +56,8 @@ def test_search_candidates_train_on_the_same_samples_as_their_controls(tiny_teac
     snaps = search.training_set(by_name["snapshots"], full, config, 4, 8, tiny_teacher, "cpu")
     assert len(snaps) == 4 * len(control) and sorted(snaps.step.unique().tolist()) == [2, 4, 6, 8]
     assert torch.equal(snaps.subset(snaps.step == 8).x, control.x)
+    everything = search.training_set(by_name["snapshots"], full, config, 1, 8, tiny_teacher, "cpu")
+    assert everything.x is full.x  # all of it: the synthesis itself, not a copy (4 GB at the paper's budget)
     # ... and as many student SGD steps as its control: 4x the samples for 1x the epochs
     long_student = by_name[by_name["snapshots"].control]
     assert long_student.epochs_factor * len(control) == by_name["snapshots"].epochs_factor * len(snaps)
