@@ -137,28 +137,37 @@ def as_tensors(dataset) -> tuple[Tensor, Tensor]:
     return torch.cat(xs), torch.cat(ys)
 
 
-def augment_batch(x: Tensor, kind: str | None, shift: int, generator: torch.Generator) -> Tensor:
+def augment_batch(x: Tensor, kind: str | None, shift: int, generator: torch.Generator,
+                  keep: Tensor | None = None) -> Tensor:
     """Random translation by up to ``shift`` pixels (zero padding) and, for ``"flip-shift"``,
-    horizontal flips; or ``"randaugment"``. A different draw per sample. ``x``: ``(N, C, H, W)``."""
+    horizontal flips; or ``"randaugment"``. A different draw per sample. ``x``: ``(N, C, H, W)``.
+
+    ``keep``: indices of the samples to return, e.g. one rank's slice of a global batch; the
+    same images, and the same generator state afterwards, as augmenting all ``N`` and then
+    indexing, without the work on the others.
+    """
     if kind is None:
-        return x
+        return x if keep is None else x[keep]
     if x.ndim != 4:
         raise ValueError(f"augment={kind!r} needs images (N, C, H, W), got shape {tuple(x.shape)}")
     if kind == "randaugment":
-        return rand_augment(x, generator)
+        return rand_augment(x, generator, keep)
     n, _, h, w = x.shape
     offsets = torch.randint(0, 2 * shift + 1, (2, n), generator=generator).to(x.device)
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device) if kind == "flip-shift" else None
+    if keep is not None:
+        x, offsets, flip = x[keep], offsets[:, keep], None if flip is None else flip[keep]
+        n = len(x)
     padded = torch.nn.functional.pad(x, (shift, shift, shift, shift))
     rows = (offsets[0, :, None] + torch.arange(h, device=x.device))[:, :, None]  # (N, H, 1)
     cols = (offsets[1, :, None] + torch.arange(w, device=x.device))[:, None, :]  # (N, 1, W)
-    if kind == "flip-shift":
-        flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)[:, None, None]
-        cols = torch.where(flip, cols.flip(-1), cols)
+    if flip is not None:
+        cols = torch.where(flip[:, None, None], cols.flip(-1), cols)
     out = padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols]  # (N, H, W, C)
     return out.permute(0, 3, 1, 2).contiguous()
 
 
-def rand_augment(x: Tensor, generator: torch.Generator) -> Tensor:
+def rand_augment(x: Tensor, generator: torch.Generator, keep: Tensor | None = None) -> Tensor:
     """torchvision's ``RandAugment`` (2 operations of magnitude 9) on each image of ``(N, C, H, W)``.
 
     Applied to the images as they are, after normalisation, like the CAKE authors'
@@ -169,7 +178,7 @@ def rand_augment(x: Tensor, generator: torch.Generator) -> Tensor:
     Bit for bit what ``v2.RandAugment()`` called on each image in turn gives under the same
     seed: the operations are drawn image by image in torchvision's order, then each
     (operation, magnitude) is applied once to every image that drew it (about 4x faster at
-    batch 256 on a CPU), on ``x``'s device.
+    batch 256 on a CPU), on ``x``'s device. ``keep``: as in :func:`augment_batch`.
     """
     from torchvision.transforms import v2
 
@@ -178,6 +187,8 @@ def rand_augment(x: Tensor, generator: torch.Generator) -> Tensor:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         draws = [[_draw_operation(policy, x.shape[-2:]) for _ in range(policy.num_ops)] for _ in range(len(x))]
+    if keep is not None:
+        x, draws = x[keep], [draws[i] for i in keep.tolist()]
     for k in range(policy.num_ops):
         groups: dict[tuple[str, float], list[int]] = {}
         for i, operations in enumerate(draws):
@@ -366,12 +377,17 @@ def distill(
         total, count = torch.zeros((), device=device), 0
         for i in range(0, len(perm), config.batch_size):
             idx = perm[i:i + config.batch_size]
-            xb = augment_batch(x[idx], config.augment, config.shift_pixels, generator)
-            yb = target[idx]
+            # every rank draws the same global batch and trains on its slice; it augments only that
+            # slice, unless mixup pairs samples across the whole batch
+            mine = torch.arange(len(idx)).tensor_split(world)[rank] if world > 1 else None
             if config.mixup:
-                xb, yb = mix_batch(xb, yb, num_classes, generator)
-            if world > 1:  # every rank drew the same global batch; each trains on its slice
-                xb, yb = xb.tensor_split(world)[rank], yb.tensor_split(world)[rank]
+                xb = augment_batch(x[idx], config.augment, config.shift_pixels, generator)
+                xb, yb = mix_batch(xb, target[idx], num_classes, generator)
+                if mine is not None:
+                    xb, yb = xb[mine], yb[mine]
+            else:
+                xb = augment_batch(x[idx], config.augment, config.shift_pixels, generator, mine)
+                yb = target[idx] if mine is None else target[idx][mine]
             if channels_last:
                 xb = channel_last(xb)
             yb = targets_for(xb, yb)

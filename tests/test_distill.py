@@ -93,6 +93,16 @@ def test_randaugment_changes_images_reproducibly():
     assert 4 <= changed.sum() <= 16  # two operations per image; Identity leaves a few alone
 
 
+def test_augmenting_a_slice_gives_that_slice_of_the_whole_batch():
+    x = torch.rand(40, 1, 12, 12) * 2 - 1
+    keep = torch.arange(40).tensor_split(3)[1]  # a rank's slice of a global batch
+    for kind in (None, "shift", "flip-shift", "randaugment"):
+        whole_g, part_g = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+        whole = augment_batch(x, kind, 2, whole_g)
+        assert torch.equal(augment_batch(x, kind, 2, part_g, keep), whole[keep]), kind
+        assert torch.equal(whole_g.get_state(), part_g.get_state()), kind  # the next batch draws alike
+
+
 def test_randaugment_equals_torchvision_image_by_image():
     from torchvision.transforms import v2
 
