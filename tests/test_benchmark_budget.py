@@ -142,6 +142,15 @@ def test_each_seed_keeps_its_own_teacher_and_a_seed_never_mixes_two(tmp_path):
         search.merge(grown, {**other, "teachers_by_seed": {"0": second}})
 
 
+def test_a_kept_teacher_file_comes_before_the_machine_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "KEPT_TEACHERS", tmp_path)
+    paper = bench.SIZES["paper"]
+    assert bench.teacher_path("authors", paper) == bench.HERE / "cache" / "fmnist-lenet5-authors-e30.pt"
+    (tmp_path / "fmnist-lenet5-authors-e30.pt").write_bytes(b"")
+    assert bench.teacher_path("authors", paper) == tmp_path / "fmnist-lenet5-authors-e30.pt"
+    assert bench.teacher_path("pad-flip-shift", paper).parent == bench.HERE / "cache"  # only the kept recipe
+
+
 def test_the_teacher_fingerprint_changes_with_any_weight(tiny_teacher):
     before = bench.weights_fingerprint(tiny_teacher)
     assert before == bench.weights_fingerprint(tiny_teacher) and len(before) == 16
