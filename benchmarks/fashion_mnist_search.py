@@ -284,7 +284,8 @@ def main() -> None:
             _, run = fm.student_on(train, size, seed, test, device, row=row, teacher=teacher,
                                    checkpoint=checkpoint_name(candidate, args.size, args.stride, args.steps, seed))
             entry["runs"].append({"seed": seed, "samples": len(train[0]) if isinstance(train, tuple) else len(train),
-                                  **run, "seconds": time.perf_counter() - t0, "load_average_1min": load})
+                                  **run, "seconds": time.perf_counter() - t0, "load_average_1min": load,
+                                  "processes": world, "threads": torch.get_num_threads()})
             entry["runs"].sort(key=lambda r: r["seed"])
             fm.log(f"{candidate.name:14s} seed {seed}: student {run['student_accuracy']:.2%} "
                   f"({run['distill_seconds'] / 60:.1f} min)", flush=True)
