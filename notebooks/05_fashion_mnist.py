@@ -773,10 +773,15 @@ if DEFAULT_SEARCH is not None:
 # OMP_NUM_THREADS=2 python benchmarks/fashion_mnist_search.py --stride 1 --seeds 0 --candidates randaugment-online
 # OMP_NUM_THREADS=2 python benchmarks/fashion_mnist_search.py --stride 1 --seeds 0 --no-controls \
 #     --candidates randaugment-snapshots
+# # seed 1, on yet another machine: its teacher is kept in benchmarks/teachers/ for the later seeds
+# torchrun --standalone --nproc_per_node=2 benchmarks/fashion_mnist.py --size paper --seeds 1 --rows cake --no-curve
+# OMP_NUM_THREADS=2 python benchmarks/fashion_mnist_search.py --stride 1 --seeds 1 --no-controls \
+#     --candidates cake --channels-last
 # ```
 #
-# The cell prints both teachers, the new `cake` student beside the earlier one of the same
-# seed, and the candidates the file holds so far.
+# The cell prints the teachers (each seed records its own: a fresh machine retrained it), the
+# new `cake` students beside the earlier ones of the same seeds, and the candidates the file
+# holds so far.
 
 # %% tags=["hide-input"]
 RETRAINED = book.show_or_say_why(
@@ -802,7 +807,9 @@ if RETRAINED is not None and PAPER_RUN is not None:
     print("seed 0, student minutes at 2 threads: "
           + ", ".join(f"{name} {m:.0f}" for name, m in minutes.items() if name != "cake"))
     # the claims of the text below, checked on the file's numbers
-    assert old_teacher not in new_teachers.values() and all(abs(d) < 1 for d in again.values())
+    assert old_teacher not in new_teachers.values() and abs(again[0]) < 1
+    assert len(R_ACCURACY["cake"]) == 1 or (min(R_ACCURACY["cake"].values()) > 76.5
+                                            and 0 < again[1] < max(earlier.values()) - min(earlier.values()))
     assert seed0["cake"] < seed0["randaugment-online"] < seed0["randaugment-snapshots"] < 80
     assert seed0["randaugment-snapshots"] > 76.5 + 1.01  # the paper: 76.5 ± 1.01 %
     assert 3 < minutes["randaugment-snapshots"] / minutes["randaugment-online"] < 5
@@ -811,7 +818,10 @@ if RETRAINED is not None and PAPER_RUN is not None:
 # %% [markdown]
 # The retrained teacher differs from the earlier one by a few hundredths of a point on the
 # test set, and the `cake` student of the same seed lands within a point of the earlier
-# one: at the paper's budget, seed 0 is reproduced by an independent synthesis.
+# one: at the paper's budget, seed 0 is reproduced by an independent synthesis. Seed 1 ran on
+# a third machine, whose retrain of the teacher scored higher still; its `cake` student
+# lands above the earlier seed 1 by the difference printed, inside the spread the earlier
+# three seeds had, and both new `cake` seeds are above the paper's 76.5 %.
 #
 # On those samples the search's best recipe holds up: `RandAugment` relabelled by the
 # teacher on every batch lifts the seed-0 student over `cake`, a little on the final samples
