@@ -35,7 +35,7 @@ from cake_mini.experiments import hardware, versions
 distill_module = sys.modules["cake_mini.distill"]  # the package exports the function `distill` under that name
 
 
-def per_image_rand_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def per_image_rand_augment(x: torch.Tensor, generator: torch.Generator, keep=None) -> torch.Tensor:
     """The reference: torchvision's RandAugment on one image at a time, the same draws."""
     from torchvision.transforms import v2
 
@@ -43,7 +43,8 @@ def per_image_rand_augment(x: torch.Tensor, generator: torch.Generator) -> torch
     seed = int(torch.randint(2**62, (1,), generator=generator))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return torch.stack([policy(image) for image in x.cpu()]).to(x.device)
+        out = torch.stack([policy(image) for image in x.cpu()]).to(x.device)
+    return out if keep is None else out[keep]
 
 
 def time_variant(rand_augment, channels_last: bool, batches: int, device: torch.device) -> float:

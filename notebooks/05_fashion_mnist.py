@@ -748,7 +748,7 @@ if DEFAULT_SEARCH is not None:
 # does not belong to its input. It costs student time instead (`RandAugment` on every
 # image and a teacher forward pass on every batch; these runs applied torchvision's
 # `RandAugment` image by image, which `cake_mini` now groups by operation, bit for bit the
-# same images, about 1.6x faster a step: `benchmarks/student_step.py`), yet one seed of
+# same images, about 1.8x faster a step: `benchmarks/student_step.py`), yet one seed of
 # synthesis plus this student is still several times cheaper than a paper-size synthesis
 # alone, as the last printed line counts.
 #
