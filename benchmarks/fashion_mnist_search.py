@@ -166,9 +166,9 @@ def summarise(results: dict) -> str:
 def teachers_by_seed(results: dict) -> dict[str, dict]:
     """The teacher of every seed the file holds, ``{"0": {"authors": info}, ...}``.
 
-    The teacher is a cache of the machine (benchmarks/cache); a fresh machine retrains it to
-    slightly other weights (the authors' recipe: 90.26 % and 90.70 % test accuracy), so each
-    seed records the teacher its runs used. A file from before these records has one
+    A machine without a kept teacher (``fm.teacher_path``) retrains it to slightly other
+    weights (the authors' recipe: 90.26 % and 90.70 % test accuracy), so each seed records
+    the teacher its runs used. A file from before these records has one
     ``teachers`` entry for all its seeds.
     """
     seeds = {r["seed"] for entry in results.get("rows", {}).values() for r in entry["runs"]}
@@ -182,20 +182,23 @@ def with_teachers(results: dict, seeds: list[int], teachers: dict, where: object
     Candidates are paired with their controls seed by seed, so a seed's runs must share one
     teacher; different seeds may have different ones (the mean then spans teacher retrains).
     """
-    known = teachers_by_seed(results)
-    for seed in map(str, seeds):
-        if seed in known:
-            fm.check_same_teachers(known[seed], teachers, f"{where}, seed {seed},")
+    known, new = teachers_by_seed(results), {str(seed): teachers for seed in seeds}
+    check_seed_teachers(known, new, where)
     kept = {key: value for key, value in results.items() if key != "teachers"}
-    return kept | {"teachers_by_seed": known | {str(seed): teachers for seed in seeds}}
+    return kept | {"teachers_by_seed": known | new}
+
+
+def check_seed_teachers(recorded: dict[str, dict], current: dict[str, dict], where: object) -> None:
+    """:func:`fm.check_same_teachers` for every seed both ``{seed: teachers}`` maps hold."""
+    for seed in recorded.keys() & current.keys():
+        fm.check_same_teachers(recorded[seed], current[seed], f"{where}, seed {seed},")
 
 
 def merge(results: dict, other: dict) -> dict:
     if other.get("settings") != results.get("settings", other.get("settings")):
         raise SystemExit("the files were run at other sub-budgets; not merged")
     mine, theirs = teachers_by_seed(results), teachers_by_seed(other)
-    for seed in mine.keys() & theirs.keys():
-        fm.check_same_teachers(mine[seed], theirs[seed], f"a merged file, seed {seed},")
+    check_seed_teachers(mine, theirs, "a merged file")
     merged = {**other, **results, "rows": fm.union_rows(results.get("rows", {}), other["rows"]),
               "commands": list(dict.fromkeys(results.get("commands", []) + other.get("commands", [])))}
     merged.pop("teachers", None)

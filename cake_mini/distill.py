@@ -56,7 +56,8 @@ class DistillConfig:
             ``"fp32"``, ``"bf16"``, ``"fp16"``.
         channels_last: on a CPU, hand one-channel image batches to the student and the online
             teacher with channel-last strides, as :func:`~cake_mini.synthesize` does: oneDNN's
-            NHWC convolutions make a LeNet-5 step ~1.5x faster. Same values, other rounding, so
+            NHWC convolutions (a RandAugment + online-teacher LeNet-5-Half step: 78 -> 64 ms,
+            ``benchmarks/student_step.py``). Same values, other rounding, so
             off by default and runs made without it keep their numbers. Ignored where it does
             not apply (GPU, several channels, no ``Conv2d``, a model that fails on such strides).
     """
@@ -177,8 +178,8 @@ def rand_augment(x: Tensor, generator: torch.Generator, keep: Tensor | None = No
 
     Bit for bit what ``v2.RandAugment()`` called on each image in turn gives under the same
     seed: the operations are drawn image by image in torchvision's order, then each
-    (operation, magnitude) is applied once to every image that drew it (about 4x faster at
-    batch 256 on a CPU), on ``x``'s device. ``keep``: as in :func:`augment_batch`.
+    (operation, magnitude) is applied once to every image that drew it (a RandAugment student
+    step at batch 256: 137 -> 78 ms on a CPU, ``benchmarks/student_step.py``), on ``x``'s device. ``keep``: as in :func:`augment_batch`.
     """
     from torchvision.transforms import v2
 
