@@ -172,11 +172,13 @@ def _make(name: str, num_classes: int, input_shape: tuple[int, ...], options: di
 
 def run_experiment(name: str, *, size: str | None = None, seed: int = 0, out: str | Path = "runs/cake",
                    device: str | None = None, stand_in: bool = False, progress: bool = True,
-                   student_variant: str | None = None, log=print) -> dict[str, Any]:
+                   student_variant: str | None = None, channels_last: bool = False,
+                   log=print) -> dict[str, Any]:
     """Run experiment ``name`` end to end into ``out``; returns what ``results.json`` holds.
 
     ``student_variant`` names one of the experiment's ``student_variants`` (beyond the
-    paper's recipe); None: the paper's recipe.
+    paper's recipe); None: the paper's recipe. ``channels_last`` sets
+    :attr:`~cake_mini.DistillConfig.channels_last` for the student (a CPU speed-up).
 
     Under ``torchrun`` (after :func:`cake_mini.distributed.init_from_env`) every stage runs
     on all ranks and rank 0 writes the files; ``out`` must be on a file system all ranks see.
@@ -222,7 +224,8 @@ def run_experiment(name: str, *, size: str | None = None, seed: int = 0, out: st
     # student
     torch.manual_seed(seed + 1)
     student = _make(exp.student, num_classes, input_shape, exp.student_options).to(device)
-    recipe = DistillConfig(epochs=budget.student_epochs, seed=seed, **{**exp.student_recipe, **variant.recipe})
+    recipe = DistillConfig(epochs=budget.student_epochs, seed=seed, channels_last=channels_last,
+                           **{**exp.student_recipe, **variant.recipe})
     t0 = time.perf_counter()
     distill(student, synthetic, recipe, teacher=teacher if variant.online_teacher else None, device=device,
             progress=progress, checkpoint_dir=out / "distill")

@@ -104,3 +104,20 @@ def test_a_student_variant_changes_the_student_recipe_and_is_recorded(name, tmp_
     assert name in capsys.readouterr().err
     with pytest.raises(ValueError, match="no student variant"):
         experiments.run_experiment("digits", size="smoke", student_variant=name, out=tmp_path / "d")
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_channels_last_reaches_the_student_and_is_recorded(flag, tmp_path, monkeypatch):
+    seen = {}
+    real_distill = experiments.distill
+
+    def recording_distill(student, train_set, config, **kwargs):
+        seen["config"] = config
+        return real_distill(student, train_set, config, **kwargs)
+
+    monkeypatch.setattr(experiments, "distill", recording_distill)
+    out = tmp_path / "fm"
+    assert cli.main(["run", "fashion-mnist", "--size", "smoke", "--stand-in", "--out", str(out), "--no-progress"]
+                    + (["--channels-last"] if flag else [])) == 0
+    assert seen["config"].channels_last is flag
+    assert json.loads((out / "results.json").read_text())["distill"]["channels_last"] is flag
