@@ -794,13 +794,17 @@ if RETRAINED is not None and PAPER_RUN is not None:
     old_teacher = 100 * PAPER_RUN.data["teachers"]["authors"]["test_accuracy"]
     by_seed = RETRAINED.data.get("teachers_by_seed") or {"0": RETRAINED.data["teachers"]}
     new_teachers = {int(seed): 100 * t["authors"]["test_accuracy"] for seed, t in sorted(by_seed.items())}
-    print(f"teacher test accuracy: earlier {old_teacher:.2f} %, retrained on each new machine: "
+    print(f"teacher test accuracy: earlier {old_teacher:.2f} %; of the new runs (retrained on a new machine, "
+          "from seed 2 on the kept one): "
           + ", ".join(f"seed {seed}: {acc:.2f} %" for seed, acc in new_teachers.items()))
     R_ACCURACY, _, _ = print_search(RETRAINED)
     earlier = {int(seed): value for seed, value in PAPER_RUN.values("cake").items()}
     again = {s: R_ACCURACY["cake"][s] - earlier[s] for s in R_ACCURACY["cake"]}
     print("cake, retrained teacher minus earlier teacher, per seed: "
           + ", ".join(f"seed {s}: {d:+.1f} points" for s, d in again.items()))
+    print("cake, retrained teacher: " + mean_std(list(R_ACCURACY["cake"].values()))
+          + f" % over {len(R_ACCURACY['cake'])} seeds; earlier teacher, same seeds: "
+          + mean_std([earlier[s] for s in R_ACCURACY["cake"]]) + " %; the paper: 76.5 ± 1.01 %")
     seed0 = {name: acc[0] for name, acc in R_ACCURACY.items() if 0 in acc}
     minutes = {name: runs[0]["distill_seconds"] / 60 for name, entry in RETRAINED.data["rows"].items()
                if (runs := [r for r in entry["runs"] if r["seed"] == 0])}
@@ -808,8 +812,14 @@ if RETRAINED is not None and PAPER_RUN is not None:
           + ", ".join(f"{name} {m:.0f}" for name, m in minutes.items() if name != "cake"))
     # the claims of the text below, checked on the file's numbers
     assert old_teacher not in new_teachers.values() and abs(again[0]) < 1
-    assert len(R_ACCURACY["cake"]) == 1 or (min(R_ACCURACY["cake"].values()) > 76.5
-                                            and 0 < again[1] < max(earlier.values()) - min(earlier.values()))
+    new_cake = R_ACCURACY["cake"]
+    assert len(new_cake) == 1 or (min(new_cake[0], new_cake[1]) > 76.5
+                                  and 0 < again[1] < max(earlier.values()) - min(earlier.values()))
+    if len(new_cake) == 3:
+        cake_mean, cake_std = statistics.mean(new_cake.values()), statistics.stdev(new_cake.values())
+        assert min(new_cake, key=new_cake.get) == 2 == min(earlier, key=earlier.get)  # weakest with either teacher
+        assert new_cake[2] < 70 and all(0 < again[s] < 3 for s in (1, 2))
+        assert cake_mean < 76.5 < cake_mean + cake_std  # below the paper's mean, inside our spread
     assert seed0["cake"] < seed0["randaugment-online"] < seed0["randaugment-snapshots"] < 80
     assert seed0["randaugment-snapshots"] > 76.5 + 1.01  # the paper: 76.5 ± 1.01 %
     assert 3 < minutes["randaugment-snapshots"] / minutes["randaugment-online"] < 5
@@ -821,7 +831,12 @@ if RETRAINED is not None and PAPER_RUN is not None:
 # one: at the paper's budget, seed 0 is reproduced by an independent synthesis. Seed 1 ran on
 # a third machine, whose retrain of the teacher scored higher still; its `cake` student
 # lands above the earlier seed 1 by the difference printed, inside the spread the earlier
-# three seeds had, and both new `cake` seeds are above the paper's 76.5 %.
+# three seeds had, and both new `cake` seeds are above the paper's 76.5 %. Seed 2, with
+# seed 1's teacher (kept in `benchmarks/teachers/`), is again the weak one: below 70 %, a
+# point or two above the earlier seed 2, so with either teacher the seed, not the teacher,
+# decides how low a student lands. Over the three seeds the mean is below the paper's, with
+# the paper's mean inside one standard deviation of ours, and our spread is about five times
+# the paper's: three seeds reproduce the paper's mean, not its spread.
 #
 # On those samples the search's best recipe holds up: `RandAugment` relabelled by the
 # teacher on every batch lifts the seed-0 student over `cake`, a little on the final samples
