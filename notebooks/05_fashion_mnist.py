@@ -805,6 +805,10 @@ if RETRAINED is not None and PAPER_RUN is not None:
     print("cake, retrained teacher: " + mean_std(list(R_ACCURACY["cake"].values()))
           + f" % over {len(R_ACCURACY['cake'])} seeds; earlier teacher, same seeds: "
           + mean_std([earlier[s] for s in R_ACCURACY["cake"]]) + " %; the paper: 76.5 ± 1.01 %")
+    snap = R_ACCURACY["randaugment-snapshots"]
+    snap_gain = {s: snap[s] - R_ACCURACY["cake"][s] for s in sorted(snap.keys() & R_ACCURACY["cake"].keys())}
+    print("randaugment-snapshots minus cake, per seed: "
+          + ", ".join(f"seed {s}: {d:+.1f} points" for s, d in snap_gain.items()))
     seed0 = {name: acc[0] for name, acc in R_ACCURACY.items() if 0 in acc}
     minutes = {name: runs[0]["distill_seconds"] / 60 for name, entry in RETRAINED.data["rows"].items()
                if (runs := [r for r in entry["runs"] if r["seed"] == 0])}
@@ -822,6 +826,10 @@ if RETRAINED is not None and PAPER_RUN is not None:
         assert cake_mean < 76.5 < cake_mean + cake_std  # below the paper's mean, inside our spread
     assert seed0["cake"] < seed0["randaugment-online"] < seed0["randaugment-snapshots"] < 80
     assert seed0["randaugment-snapshots"] > 76.5 + 1.01  # the paper: 76.5 ± 1.01 %
+    if 2 in snap:  # the weak seed gains most, and the spread shrinks
+        assert 0 < snap_gain[0] < 2 and snap_gain[2] > 9
+        assert max(snap.values()) - min(snap.values()) < 2 < 5 < max(new_cake.values()) - min(new_cake.values())
+        assert 76.5 + 1.01 < statistics.mean(snap.values()) < 80
     assert 3 < minutes["randaugment-snapshots"] / minutes["randaugment-online"] < 5
     assert 90 < minutes["randaugment-snapshots"] < 150
 
@@ -842,9 +850,13 @@ if RETRAINED is not None and PAPER_RUN is not None:
 # teacher on every batch lifts the seed-0 student over `cake`, a little on the final samples
 # alone and more on the 4 kept iterates of every sample, which lands above the paper's mean
 # plus its spread and still just short of 80 %. Four times the samples cost about four
-# times the student's minutes, close to two hours on this CPU. One seed is a first look,
-# not a result: the other two seeds of `randaugment-snapshots` (each a paper-size synthesis
-# and a student of those minutes) decide whether its mean passes 80 %.
+# times the student's minutes, close to two hours on this CPU for seed 0 (about an hour
+# for seed 2, on a faster machine under torchrun). On seed 2, the weak seed, it gains about
+# ten points over `cake`, against under two on seed 0: the two seeds of
+# `randaugment-snapshots` land within about a point of each other where `cake`'s seeds are
+# nine points apart. Their mean is above the paper's mean plus its spread and below 80 %;
+# seed 1 (a paper-size synthesis and a student of those minutes) is still to run, so the
+# goal of 80 % over three seeds is neither reached nor ruled out.
 
 # %% [markdown]
 # ## A live run: the teacher
