@@ -798,15 +798,16 @@ if RETRAINED is not None and PAPER_RUN is not None:
           "from seed 2 on the kept one): "
           + ", ".join(f"seed {seed}: {acc:.2f} %" for seed, acc in new_teachers.items()))
     R_ACCURACY, _, _ = print_search(RETRAINED)
+    new_cake = R_ACCURACY["cake"]
     earlier = {int(seed): value for seed, value in PAPER_RUN.values("cake").items()}
-    again = {s: R_ACCURACY["cake"][s] - earlier[s] for s in R_ACCURACY["cake"]}
+    again = {s: new_cake[s] - earlier[s] for s in new_cake}
     print("cake, retrained teacher minus earlier teacher, per seed: "
           + ", ".join(f"seed {s}: {d:+.1f} points" for s, d in again.items()))
-    print("cake, retrained teacher: " + mean_std(list(R_ACCURACY["cake"].values()))
-          + f" % over {len(R_ACCURACY['cake'])} seeds; earlier teacher, same seeds: "
-          + mean_std([earlier[s] for s in R_ACCURACY["cake"]]) + " %; the paper: 76.5 ± 1.01 %")
+    print("cake, retrained teacher: " + mean_std(list(new_cake.values()))
+          + f" % over {len(new_cake)} seeds; earlier teacher, same seeds: "
+          + mean_std([earlier[s] for s in new_cake]) + " %; the paper: 76.5 ± 1.01 %")
     snap = R_ACCURACY["randaugment-snapshots"]
-    snap_gain = {s: snap[s] - R_ACCURACY["cake"][s] for s in sorted(snap.keys() & R_ACCURACY["cake"].keys())}
+    snap_gain = {s: snap[s] - new_cake[s] for s in sorted(snap.keys() & new_cake.keys())}
     print("randaugment-snapshots minus cake, per seed: "
           + ", ".join(f"seed {s}: {d:+.1f} points" for s, d in snap_gain.items()))
     seed0 = {name: acc[0] for name, acc in R_ACCURACY.items() if 0 in acc}
@@ -816,7 +817,6 @@ if RETRAINED is not None and PAPER_RUN is not None:
           + ", ".join(f"{name} {m:.0f}" for name, m in minutes.items() if name != "cake"))
     # the claims of the text below, checked on the file's numbers
     assert old_teacher not in new_teachers.values() and abs(again[0]) < 1
-    new_cake = R_ACCURACY["cake"]
     assert len(new_cake) == 1 or (min(new_cake[0], new_cake[1]) > 76.5
                                   and 0 < again[1] < max(earlier.values()) - min(earlier.values()))
     if len(new_cake) == 3:
@@ -828,7 +828,7 @@ if RETRAINED is not None and PAPER_RUN is not None:
     assert seed0["randaugment-snapshots"] > 76.5 + 1.01  # the paper: 76.5 ± 1.01 %
     if 2 in snap:  # the weak seed gains most, and the spread shrinks
         assert 0 < snap_gain[0] < 2 and snap_gain[2] > 9
-        assert max(snap.values()) - min(snap.values()) < 2 < 5 < max(new_cake.values()) - min(new_cake.values())
+        assert max(snap.values()) - min(snap.values()) < 2 and max(new_cake.values()) - min(new_cake.values()) > 5
         assert 76.5 + 1.01 < statistics.mean(snap.values()) < 80
     assert 3 < minutes["randaugment-snapshots"] / minutes["randaugment-online"] < 5
     assert 90 < minutes["randaugment-snapshots"] < 150
