@@ -76,9 +76,9 @@ def test_unknown_experiment_and_missing_data_are_clear(tmp_path, monkeypatch, ca
     assert "CAKE_MINI_DATA" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", sorted(EXPERIMENTS["fashion-mnist"].student_variants))
-def test_a_student_variant_changes_the_student_recipe_and_is_recorded(name, tmp_path, monkeypatch, capsys):
-    variant = EXPERIMENTS["fashion-mnist"].student_variants[name]
+@pytest.fixture
+def recorded_distill(monkeypatch):
+    """What the experiment passes to ``distill`` (config, teacher, number of samples), recorded as it runs."""
     seen = {}
     real_distill = experiments.distill
 
@@ -87,6 +87,13 @@ def test_a_student_variant_changes_the_student_recipe_and_is_recorded(name, tmp_
         return real_distill(student, train_set, config, **kwargs)
 
     monkeypatch.setattr(experiments, "distill", recording_distill)
+    return seen
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS["fashion-mnist"].student_variants))
+def test_a_student_variant_changes_the_student_recipe_and_is_recorded(name, tmp_path, recorded_distill, capsys):
+    variant = EXPERIMENTS["fashion-mnist"].student_variants[name]
+    seen = recorded_distill
     out = tmp_path / "fm"
     assert cli.main(["run", "fashion-mnist", "--size", "smoke", "--stand-in", "--student-variant", name,
                      "--out", str(out), "--no-progress"]) == 0
@@ -107,15 +114,8 @@ def test_a_student_variant_changes_the_student_recipe_and_is_recorded(name, tmp_
 
 
 @pytest.mark.parametrize("flag", [False, True])
-def test_channels_last_reaches_the_student_and_is_recorded(flag, tmp_path, monkeypatch):
-    seen = {}
-    real_distill = experiments.distill
-
-    def recording_distill(student, train_set, config, **kwargs):
-        seen["config"] = config
-        return real_distill(student, train_set, config, **kwargs)
-
-    monkeypatch.setattr(experiments, "distill", recording_distill)
+def test_channels_last_reaches_the_student_and_is_recorded(flag, tmp_path, recorded_distill):
+    seen = recorded_distill
     out = tmp_path / "fm"
     assert cli.main(["run", "fashion-mnist", "--size", "smoke", "--stand-in", "--out", str(out), "--no-progress"]
                     + (["--channels-last"] if flag else [])) == 0
