@@ -17,8 +17,9 @@ difference between the two is the candidate's. The file keeps every seed of ever
 and the markdown beside it the paired differences to the controls.
 
 Memory: a process holds its seed's whole synthesis (256,000 samples x 4 snapshots: 4.2 GB). It
-peaked near 12 GB at stride 1 when the all-snapshot candidates still copied it, so two torchrun
-processes did not fit a 24-GB machine (measured: the kernel killed one); run one process there.
+peaked near 12 GB at stride 1 when the all-snapshot candidates still copied it, and two torchrun
+processes did not fit a 24-GB machine; without the copy, two ranks of `randaugment-snapshots` at
+stride 1 used 16 GB of 23 (measured 2026-12-06): torchrun with 2 processes fits there.
 
 Writes benchmarks/results/fashion-mnist-search-k<stride>-t<steps>-<hardware>.json after every
 student; finished (candidate, seed) pairs are skipped on a rerun. Runs of the same command
@@ -31,6 +32,7 @@ import dataclasses
 import datetime
 import json
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -268,7 +270,8 @@ def main() -> None:
                              "run_size": dataclasses.asdict(size)},
                 "hardware": hw, "hardware_slug": slug, "versions": versions(),
                 "student_recipe": fm.STUDENT_RECIPE}
-    command = "python benchmarks/fashion_mnist_search.py " + " ".join(sys.argv[1:])
+    launcher = f"torchrun --standalone --nproc_per_node={world}" if world > 1 else "python"
+    command = f"{launcher} benchmarks/fashion_mnist_search.py " + shlex.join(sys.argv[1:])
     results["commands"] = list(dict.fromkeys(results.get("commands", []) + [command]))
     for seed in args.seeds:
         synthetic, _ = fm.synthetic_set(cake, size, seed, teacher, TEACHER, device)
