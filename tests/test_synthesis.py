@@ -171,3 +171,38 @@ def test_input_grad_scaler_backs_off_on_overflow_and_returns_the_true_gradient()
     losses, grad = scaler.grad(forward, x)
     assert torch.equal(grad, torch.full((4,), 100.0)) and scaler.scale == 2.0 ** 9
     assert torch.equal(InputGradScaler(False).grad(forward, x)[1], grad)
+
+
+def test_the_result_is_assembled_one_shard_at_a_time(tiny_teacher, tmp_path, monkeypatch):
+    # a paper-size run keeps 4.2 GB; holding every shard beside the result doubled that per
+    # torchrun process and the kernel killed one on a 24-GB machine
+    import weakref
+
+    from cake_mini import synthesis
+
+    assemble, drawn = synthesis._cat_into, []
+
+    def watching(parts, total):
+        def each():
+            for part in parts:
+                assert all(ref() is None for ref in drawn[:-1]), "earlier shards are still held"
+                drawn.append(weakref.ref(part))
+                yield part
+        return assemble(each(), total)
+
+    monkeypatch.setattr(synthesis, "_cat_into", watching)
+    config = SMALL.replace(parallel_batches=1)
+    fresh = cm.synthesize(tiny_teacher, (1, 8, 8), 5, config, progress=False, checkpoint_dir=tmp_path)
+    resumed = cm.synthesize(tiny_teacher, (1, 8, 8), 5, config, progress=False, checkpoint_dir=tmp_path)
+    assert len(drawn) == 2 * config.num_batches
+    assert fresh == resumed == cm.synthesize(tiny_teacher, (1, 8, 8), 5, config, progress=False)
+
+
+def test_shards_that_do_not_add_up_to_the_run_are_refused(tiny_teacher):
+    from cake_mini.synthesis import _cat_into
+
+    s = cm.synthesize(tiny_teacher, (1, 8, 8), 5, SMALL, progress=False)
+    whole = _cat_into(iter([s.subset(slice(0, 25)), s.subset(slice(25, 40))]), 40)
+    assert all(torch.equal(a, b) for a, b in zip(whole.tensors().values(), s.tensors().values()))
+    with pytest.raises(RuntimeError, match="run the same command again"):
+        _cat_into(iter([s.subset(slice(0, 25))]), 40)
