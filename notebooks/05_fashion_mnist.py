@@ -777,6 +777,10 @@ if DEFAULT_SEARCH is not None:
 # torchrun --standalone --nproc_per_node=2 benchmarks/fashion_mnist.py --size paper --seeds 1 --rows cake --no-curve
 # OMP_NUM_THREADS=2 python benchmarks/fashion_mnist_search.py --stride 1 --seeds 1 --no-controls \
 #     --candidates cake --channels-last
+# # seed 2 on a faster machine, 2 torchrun ranks of 1 thread (--out: their own slug is cpu-1threads)
+# OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 benchmarks/fashion_mnist_search.py --stride 1 \
+#     --seeds 2 --no-controls --candidates cake randaugment-snapshots --channels-last \
+#     --out benchmarks/results/fashion-mnist-search-paper-k1-t256-cpu-2threads.json
 # ```
 #
 # The cell prints the teachers (each seed records its own: a fresh machine retrained it), the
