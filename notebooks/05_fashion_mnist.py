@@ -781,6 +781,10 @@ if DEFAULT_SEARCH is not None:
 # OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 benchmarks/fashion_mnist_search.py --stride 1 \
 #     --seeds 2 --no-controls --candidates cake randaugment-snapshots --channels-last \
 #     --out benchmarks/results/fashion-mnist-search-paper-k1-t256-cpu-2threads.json
+# # seed 1's randaugment-snapshots, the same way (its cake samples synthesised again: a fresh machine)
+# OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 benchmarks/fashion_mnist_search.py --stride 1 \
+#     --seeds 1 --no-controls --candidates randaugment-snapshots --channels-last \
+#     --out benchmarks/results/fashion-mnist-search-paper-k1-t256-cpu-2threads.json
 # ```
 #
 # The cell prints the teachers (each seed records its own: a fresh machine retrained it), the
@@ -814,6 +818,8 @@ if RETRAINED is not None and PAPER_RUN is not None:
     snap_gain = {s: snap[s] - new_cake[s] for s in sorted(snap.keys() & new_cake.keys())}
     print("randaugment-snapshots minus cake, per seed: "
           + ", ".join(f"seed {s}: {d:+.1f} points" for s, d in snap_gain.items()))
+    print(f"randaugment-snapshots: {mean_std(list(snap.values()))} % over {len(snap)} seeds; "
+          f"cake on the same samples: {mean_std([new_cake[s] for s in snap])} %; the paper: 76.5 ± 1.01 %")
     seed0 = {name: acc[0] for name, acc in R_ACCURACY.items() if 0 in acc}
     minutes = {name: runs[0]["distill_seconds"] / 60 for name, entry in RETRAINED.data["rows"].items()
                if (runs := [r for r in entry["runs"] if r["seed"] == 0])}
@@ -830,8 +836,8 @@ if RETRAINED is not None and PAPER_RUN is not None:
         assert cake_mean < 76.5 < cake_mean + cake_std  # below the paper's mean, inside our spread
     assert seed0["cake"] < seed0["randaugment-online"] < seed0["randaugment-snapshots"] < 80
     assert seed0["randaugment-snapshots"] > 76.5 + 1.01  # the paper: 76.5 ± 1.01 %
-    if 2 in snap:  # the weak seed gains most, and the spread shrinks
-        assert 0 < snap_gain[0] < 2 and snap_gain[2] > 9
+    if len(snap) == 3:  # the weak seed gains most, and the spread shrinks
+        assert all(0 < snap_gain[s] < 2 for s in (0, 1)) and snap_gain[2] > 9
         assert max(snap.values()) - min(snap.values()) < 2 and max(new_cake.values()) - min(new_cake.values()) > 5
         assert 76.5 + 1.01 < statistics.mean(snap.values()) < 80
     assert 3 < minutes["randaugment-snapshots"] / minutes["randaugment-online"] < 5
@@ -855,12 +861,13 @@ if RETRAINED is not None and PAPER_RUN is not None:
 # alone and more on the 4 kept iterates of every sample, which lands above the paper's mean
 # plus its spread and still just short of 80 %. Four times the samples cost about four
 # times the student's minutes, close to two hours on this CPU for seed 0 (about an hour
-# for seed 2, on a faster machine under torchrun). On seed 2, the weak seed, it gains about
-# ten points over `cake`, against under two on seed 0: the two seeds of
-# `randaugment-snapshots` land within about a point of each other where `cake`'s seeds are
-# nine points apart. Their mean is above the paper's mean plus its spread and below 80 %;
-# seed 1 (a paper-size synthesis and a student of those minutes) is still to run, so the
-# goal of 80 % over three seeds is neither reached nor ruled out.
+# each for seeds 1 and 2, on a faster machine under torchrun). On seed 2, the weak seed, it
+# gains about ten points over `cake`, against under two on seeds 0 and 1: the three seeds
+# of `randaugment-snapshots` land within a point and a half of each other where `cake`'s
+# seeds are nine points apart. Their mean is above the paper's mean plus its spread, so at
+# the paper's synthesis budget (with four times the student's steps) the recipe beats the
+# paper's row, but it stays below 80 %: the goal of 80 % over three seeds is not reached
+# with this recipe.
 
 # %% [markdown]
 # ## A live run: the teacher
