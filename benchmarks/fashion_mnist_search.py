@@ -4,10 +4,11 @@
     python benchmarks/fashion_mnist_search.py --stride 1 --candidates clamp-relabel   # the paper's budget
     python benchmarks/fashion_mnist_search.py --size smoke --stride 2 --seeds 0   # a pipeline check, seconds
 
-A candidate changes what the student is trained on, or how, never the synthesis: every one
-reads the `cake` samples of the paper-size run of ``benchmarks/fashion_mnist.py`` (the
-authors' teacher, checkpointed in ``benchmarks/cache/synthesis``; synthesised if missing,
-about 2 h a seed on 2 CPU cores) and keeps the sub-budget of every ``stride``-th mini-batch
+A candidate changes what the student is trained on, or how. All but those with ``synthesis``
+settings of their own (other samples at the same budget, e.g. smaller step sizes) read the
+`cake` samples of the paper-size run of ``benchmarks/fashion_mnist.py`` (the authors' teacher,
+checkpointed in ``benchmarks/cache/synthesis``; synthesised if missing, about 80 min a seed
+under torchrun on 2 CPU cores) and keep the sub-budget of every ``stride``-th mini-batch
 after ``steps`` steps, exactly as the budget curve does. Stride 10 after 256 steps is the
 sample set of a 26,000 x 256 run (the `default` size's budget), about a minute a student on
 this CPU; stride 1 is the paper's 256,000 x 256.
@@ -62,10 +63,11 @@ class Candidate:
     distill: dict[str, Any] = field(default_factory=dict)
     online_teacher: bool = False
     epochs_factor: int = 1
+    synthesis: dict[str, Any] = field(default_factory=dict)  # overrides of the preset: other samples, same budget
 
     def row(self) -> fm.Row:
-        return fm.Row(self.name, self.description, distill=self.distill, online_teacher=self.online_teacher,
-                      epochs_factor=self.epochs_factor)
+        return fm.Row(self.name, self.description, synthesis=self.synthesis, distill=self.distill,
+                      online_teacher=self.online_teacher, epochs_factor=self.epochs_factor)
 
 
 CANDIDATES = [
@@ -88,6 +90,16 @@ CANDIDATES = [
     Candidate("randaugment-snapshots", "randaugment-online on the 4 kept iterates of every sample: 4x the "
               "samples", control="snapshots", all_snapshots=True, distill=dict(augment="randaugment"),
               online_teacher=True),
+    Candidate("randaugment-mixup-snapshots", "randaugment-snapshots, then mixup of the augmented pairs (every "
+              "mixed batch relabelled by the teacher)", control="randaugment-snapshots", all_snapshots=True,
+              distill=dict(augment="randaugment", mixup=True), online_teacher=True),
+    Candidate("randaugment-snapshots-high-lr", "randaugment-snapshots, the student's peak learning rate 0.2 "
+              "instead of 0.1", control="randaugment-snapshots", all_snapshots=True,
+              distill=dict(augment="randaugment", lr=0.2), online_teacher=True),
+    Candidate("low-eta-randaugment-snapshots", "randaugment-snapshots on samples synthesised with step sizes "
+              "1e-2 -> 1e-4 instead of 1e-1 -> 1e-5 (as many samples and steps)", control="randaugment-snapshots",
+              all_snapshots=True, distill=dict(augment="randaugment"), online_teacher=True,
+              synthesis=dict(lr=1e-2, lr_decades=2)),
 ]
 BY_NAME = {c.name: c for c in CANDIDATES}
 
@@ -274,17 +286,17 @@ def main() -> None:
     command = f"{launcher} benchmarks/fashion_mnist_search.py " + shlex.join(sys.argv[1:])
     results["commands"] = list(dict.fromkeys(results.get("commands", []) + [command]))
     for seed in args.seeds:
-        synthetic, _ = fm.synthetic_set(cake, size, seed, teacher, TEACHER, device)
-        config = fm.synthesis_config(cake, size, seed)
         for candidate in wanted:
             entry = results["rows"].setdefault(candidate.name, {"runs": []})
             entry.update(description=candidate.description, control=candidate.control,
                          definition=dataclasses.asdict(candidate))
             if any(r["seed"] == seed for r in entry["runs"]):
                 continue
+            row = candidate.row()
+            synthetic, _ = fm.synthetic_set(row, size, seed, teacher, TEACHER, device)
+            config = fm.synthesis_config(row, size, seed)
             train = training_set(candidate, synthetic, config, args.stride, args.steps, teacher, device)
             t0, load = time.perf_counter(), os.getloadavg()[0]
-            row = candidate.row()
             if args.channels_last:
                 row = dataclasses.replace(row, distill={**row.distill, "channels_last": True})
             _, run = fm.student_on(train, size, seed, test, device, row=row, teacher=teacher,

@@ -72,6 +72,15 @@ def test_search_candidates_train_on_the_same_samples_as_their_controls(tiny_teac
     assert torch.equal(x4, snaps.x.clamp(-1, 1)) and soft4.shape == snaps.soft_labels.shape
 
 
+def test_a_candidate_with_synthesis_settings_of_its_own_keeps_the_budget_of_its_control():
+    size = bench.SIZES["default"]
+    low = search.BY_NAME["low-eta-randaugment-snapshots"]
+    cake = bench.synthesis_config(search.BY_NAME[low.control].row(), size, 0)
+    other = bench.synthesis_config(low.row(), size, 0)
+    assert (other.lr, other.lr_decades) == (1e-2, 2) and (cake.lr, cake.lr_decades) == (0.1, 4)
+    assert other.replace(lr=cake.lr, lr_decades=cake.lr_decades) == cake  # same samples, steps, snapshots
+
+
 def test_search_compares_each_candidate_with_its_control_seed_by_seed():
     run = lambda seed, acc: {"seed": seed, "student_accuracy": acc}  # noqa: E731
     results = {"rows": {"cake": {"runs": [run(0, 0.70), run(1, 0.74), run(2, 0.72)]},
