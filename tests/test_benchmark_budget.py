@@ -20,6 +20,11 @@ _spec = importlib.util.spec_from_file_location(
 search = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = search
 _spec.loader.exec_module(search)
+sys.modules["fashion_mnist_search"] = search
+_spec = importlib.util.spec_from_file_location(
+    "fashion_mnist_samples", Path(__file__).parents[1] / "benchmarks" / "fashion_mnist_samples.py")
+samples = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(samples)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -166,3 +171,18 @@ def test_the_teacher_fingerprint_changes_with_any_weight(tiny_teacher):
     with torch.no_grad():
         next(tiny_teacher.parameters()).view(-1)[0] += 1e-6
     assert bench.weights_fingerprint(tiny_teacher) != before
+
+
+def test_sample_statistics_count_what_the_teacher_says_and_the_pixels_out_of_range():
+    soft = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6]])
+    x = torch.tensor([[0.0, 0.5], [1.5, -0.5], [-3.0, 2.0], [0.9, -1.0]])
+    stats = samples.sample_statistics(x, soft, labels=torch.tensor([0, 1, 2, 2]))
+    assert stats["in target class"] == pytest.approx(75.0)  # the third is predicted 1, not 2
+    assert stats["largest class"] == pytest.approx(50.0) and stats["largest class index"] == 1
+    assert stats["teacher's top probability"] == pytest.approx(100 * (0.7 + 0.8 + 0.6 + 0.6) / 4)
+    assert stats["outside [-1, 1]"] == pytest.approx(100 * 3 / 8)  # 1.5, -3.0, 2.0; not the boundary -1.0
+
+
+def test_the_sample_statistics_schedules_are_the_search_candidates_syntheses():
+    paper, low = (search.BY_NAME[c].synthesis for c, _ in samples.SCHEDULES.values())
+    assert paper == {} and low == {"lr": 1e-2, "lr_decades": 2}
