@@ -28,8 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--stand-in", action="store_true",
                      help="use random class-structured data of the data set's shape (pipeline check only)")
     run.add_argument("--student-variant", default=None, metavar="NAME",
-                     help="train the student beyond the paper's recipe: one of the experiment's measured "
-                          "variants (see `cake-mini list`); default: the paper's recipe")
+                     help="train the student beyond the paper's recipe (some variants also synthesise with other "
+                          "step sizes, at the same budget): one of the experiment's measured variants (see "
+                          "`cake-mini list`); default: the paper's recipe")
     run.add_argument("--channels-last", action="store_true",
                      help="CPU speed-up of the student's training for one-channel images (same values, other "
                           "rounding, so not bit-identical to a run without it; recorded in results.json)")

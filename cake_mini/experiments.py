@@ -51,12 +51,21 @@ class StudentVariant:
         online_teacher: relabel every (augmented) batch with the teacher's softmax.
         snapshots: the synthesis keeps this many iterates of every sample, and the student
             trains on all of them (the same synthesis cost).
+        synthesis: :class:`~cake_mini.SynthesisConfig` fields that change (other samples, the
+            same budget: never ``num_samples`` or ``steps``).
     """
 
     description: str
     recipe: dict[str, Any] = field(default_factory=dict)
     online_teacher: bool = False
     snapshots: int = 1
+    synthesis: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        budget = {"num_samples", "steps", "snapshots"} & set(self.synthesis)
+        if budget:
+            raise ValueError(f"a variant keeps the experiment's budget; remove {sorted(budget)} from its synthesis "
+                             "(snapshots has a field of its own)")
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,14 @@ EXPERIMENTS: dict[str, Experiment] = {
                 "beyond the paper: the 4 kept iterates of every sample, RandAugment on each, every batch "
                 "relabelled by the teacher (benchmarks/fashion_mnist_search.py, chapter 5)",
                 recipe=dict(augment="randaugment"), online_teacher=True, snapshots=4),
+            # default size, 3 seeds, kept teacher (chapter 5): 79.3 +- 1.0 % against 75.6 +- 1.4 % for
+            # randaugment-snapshots on the paper's step sizes, ahead on every seed
+            "low-eta-randaugment-snapshots": StudentVariant(
+                "beyond the paper: randaugment-snapshots on samples synthesised with step sizes from 1e-2 "
+                "down to 1e-4 instead of 1e-1 down to 1e-5, as many samples and steps "
+                "(benchmarks/fashion_mnist_search.py, chapter 5)",
+                recipe=dict(augment="randaugment"), online_teacher=True, snapshots=4,
+                synthesis=dict(lr=1e-2, lr_decades=2)),
             # the same, final iterates only: 72.4 +- 2.3 %, a quarter of the student's steps
             "randaugment-online": StudentVariant(
                 "beyond the paper: RandAugment on every synthetic sample, every batch relabelled by the "
@@ -210,9 +227,9 @@ def run_experiment(name: str, *, size: str | None = None, seed: int = 0, out: st
     log(f"teacher {exp.teacher}: test accuracy {teacher_acc:.2%}")
 
     # synthesis: no training data from here on
-    config = SynthesisConfig.preset(exp.preset, **{**exp.synthesis, "num_samples": budget.num_samples,
-                                                   "steps": budget.steps, "seed": seed,
-                                                   "snapshots": variant.snapshots})
+    config = SynthesisConfig.preset(exp.preset, **{**exp.synthesis, **variant.synthesis,
+                                                   "num_samples": budget.num_samples, "steps": budget.steps,
+                                                   "seed": seed, "snapshots": variant.snapshots})
     if config.batch_size > config.num_samples:  # small budgets: one batch, not a mostly discarded one
         config = config.replace(batch_size=-(-config.num_samples // num_classes) * num_classes)
     t0 = time.perf_counter()

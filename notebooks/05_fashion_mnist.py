@@ -870,6 +870,151 @@ if RETRAINED is not None and PAPER_RUN is not None:
 # with this recipe.
 
 # %% [markdown]
+# ### Smaller steps: a second round at the default size
+#
+# Each paper-size seed costs hours, so the next round of candidates went back to the
+# `default` size's samples (25,600 × 256), now with the kept teacher: a new file, with its
+# own `randaugment-snapshots` control on every seed. Three candidates, each against it:
+#
+# * `randaugment-mixup-snapshots`: mixup of pairs of augmented samples, every mixed batch
+#   relabelled by the teacher;
+# * `randaugment-snapshots-high-lr`: the student's peak learning rate 0.2 instead of 0.1;
+# * `low-eta-randaugment-snapshots`: the only one that changes the synthesis. As many
+#   samples and steps, with the step sizes running from 1e-2 down to 1e-4 over the batches
+#   instead of the paper's 1e-1 down to 1e-5. It synthesises its own samples, so it is
+#   paired with its control by seed, not by sample.
+#
+# ```
+# for s in 0 1 2; do OMP_NUM_THREADS=1 python benchmarks/fashion_mnist_search.py --size default --stride 1 \
+#     --seeds $s --candidates randaugment-mixup-snapshots randaugment-snapshots-high-lr --channels-last \
+#     --out /tmp/search/def-s$s.json & done
+# OMP_NUM_THREADS=1 python benchmarks/fashion_mnist_search.py --size default --stride 1 --seeds 0 1 2 \
+#     --no-controls --candidates low-eta-randaugment-snapshots --channels-last --out /tmp/search/def-loweta.json
+# python benchmarks/fashion_mnist_search.py --size default --stride 1 \
+#     --out benchmarks/results/fashion-mnist-search-default-k1-t256-cpu-1threads-kept-teacher.json \
+#     --merge /tmp/search/def-s0.json /tmp/search/def-s1.json /tmp/search/def-s2.json /tmp/search/def-loweta.json
+# ```
+
+# %% tags=["hide-input"]
+SECOND_ROUND = book.show_or_say_why(
+    "fashion-mnist-search-default-k1-t256-cpu-1threads-kept-teacher.json",
+    how="python benchmarks/fashion_mnist_search.py --size default --stride 1 --seeds 0 1 2 --candidates "
+    "randaugment-mixup-snapshots randaugment-snapshots-high-lr low-eta-randaugment-snapshots")
+
+# %%
+if SECOND_ROUND is not None:
+    K_ACCURACY, K_CONTROL, K_GAINS = print_search(SECOND_ROUND)
+    low_eta = K_ACCURACY["low-eta-randaugment-snapshots"]
+    print(f"low-eta-randaugment-snapshots at the default size: {mean_std(list(low_eta.values()))} %; "
+          "randaugment-snapshots at the paper's size (above): "
+          + (mean_std(list(snap.values())) + " %" if RETRAINED is not None else "not read"))
+    # the claims of the text below, checked on the file's numbers
+    assert len(low_eta) == 3 and min(K_GAINS["low-eta-randaugment-snapshots"]) > 2
+    assert statistics.mean(low_eta.values()) < 80
+    if RETRAINED is not None and len(snap) == 3:
+        assert abs(statistics.mean(low_eta.values()) - statistics.mean(snap.values())) < min(
+            statistics.stdev(low_eta.values()), statistics.stdev(snap.values()))
+    mixup_gain = K_GAINS["randaugment-mixup-snapshots"]
+    assert statistics.mean(mixup_gain) < 0 and sum(d < -4 for d in mixup_gain) == 2
+    high_lr_gain = K_GAINS["randaugment-snapshots-high-lr"]
+    assert min(high_lr_gain) < 0 < max(high_lr_gain) and statistics.mean(high_lr_gain) < 2
+
+# %% [markdown]
+# Smaller steps win, and clearly: `low-eta-randaugment-snapshots` is ahead of its control
+# on every seed by between about three and five points, with a spread of about a point, and
+# its mean on a tenth of the paper's synthesis is as high as that of `randaugment-snapshots`
+# on all of it (the paper-size cell above; the two means are closer than either's spread).
+# It is still below 80 %. Mixup on top of
+# `RandAugment` costs four to five points on two seeds of three; a higher learning rate
+# helps on two seeds and loses on one, a mean gain within the seeds' scatter.
+#
+# Why should smaller steps matter? The synthesis stores, with every sample, the teacher's
+# soft label, so the samples themselves can be asked, with nothing trained:
+# `benchmarks/fashion_mnist_samples.py` counts, for the two schedules' samples of the search
+# above, how many the teacher puts in the class they were synthesised for, how much of the
+# set its most frequent class takes, and how many pixels leave the data's range [-1, 1];
+# then the last snapshot again, in fifths by the step size of each sample's mini-batch.
+#
+# ```
+# python benchmarks/fashion_mnist_samples.py --size default --seeds 0 1 2
+# ```
+
+# %% tags=["hide-input"]
+SAMPLE_STATS = book.show_or_say_why("fashion-mnist-samples-default-cpu-1threads.json",
+                                    how="python benchmarks/fashion_mnist_samples.py --size default --seeds 0 1 2")
+
+# %%
+FASHION_CLASSES = ["T-shirt/top", "trouser", "pullover", "dress", "coat",
+                   "sandal", "shirt", "sneaker", "bag", "ankle boot"]
+
+if SAMPLE_STATS is not None:
+    last_step = SAMPLE_STATS.data["settings"]["steps"]
+    schedules = list(SAMPLE_STATS.data["settings"]["schedules"])
+    snapshots = [r for r in SAMPLE_STATS.data["snapshots"] if r["step"] == last_step]
+    fifths = SAMPLE_STATS.data["step_size_fifths"]
+
+    def over_seeds(rows, key):
+        return statistics.mean(r[key] for r in rows)
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for offset, name in zip((-0.2, 0.2), schedules):
+        mine = [[r for r in fifths if r["schedule"] == name and r["fifth"] == part] for part in range(1, 6)]
+        for ax, key in zip(axes, ("in target class", "largest class", "outside [-1, 1]")):
+            ax.bar(np.arange(1, 6) + offset, [over_seeds(rows, key) for rows in mine], width=0.4, label=name)
+    for ax, title in zip(axes, ("in their target class (%)", "in the teacher's largest class (%)",
+                                "pixels outside [-1, 1] (%)")):
+        ax.set(xlabel="fifth of the batches, largest step sizes first", title=title, xticks=range(1, 6))
+    axes[0].legend(fontsize=8, loc="lower left")
+    fig.suptitle(f"the samples after {last_step} steps, mean over seeds", fontsize=10)
+    plt.tight_layout()
+    plt.show()
+    STATS_LAST = {}
+    for name in schedules:
+        mine = [r for r in snapshots if r["schedule"] == name]
+        largest = {FASHION_CLASSES[r["largest class index"]] for r in mine}
+        STATS_LAST[name] = {key: over_seeds(mine, key) for key in
+                            ("in target class", "largest class", "outside [-1, 1]", "pixel std")}
+        print(f"{name:16s} after {last_step} steps, {len(mine)} seeds: "
+              f"in target class {STATS_LAST[name]['in target class']:.1f} %, largest class "
+              f"({', '.join(sorted(largest))}) {STATS_LAST[name]['largest class']:.1f} %, "
+              f"pixels outside [-1, 1] {STATS_LAST[name]['outside [-1, 1]']:.2f} %, "
+              f"pixel std {STATS_LAST[name]['pixel std']:.2f}")
+        for r in (r for r in fifths if r["schedule"] == name and r["seed"] == mine[0]["seed"]):
+            largest = f" ({FASHION_CLASSES[r['largest class index']]})" if r["largest class"] > 12 else ""
+            print(f"    fifth {r['fifth']}, step sizes {r['step_sizes'][0]:.1e} to {r['step_sizes'][1]:.1e}: "
+                  f"in target class {r['in target class']:.1f} %, largest class{largest} {r['largest class']:.1f} %, "
+                  f"outside [-1, 1] {r['outside [-1, 1]']:.1f} % (seed {r['seed']})")
+    # the claims of the text below, checked on the file's numbers
+    paper_fifths = {r["fifth"]: r for r in fifths if r["schedule"] == schedules[0] and r["seed"] == 0}
+    low_fifths = {r["fifth"]: r for r in fifths if r["schedule"] == schedules[1] and r["seed"] == 0}
+    assert schedules == ["paper step sizes", "low-eta"]
+    assert STATS_LAST["low-eta"]["in target class"] > STATS_LAST["paper step sizes"]["in target class"] + 10
+    assert STATS_LAST["paper step sizes"]["largest class"] > 2 * STATS_LAST["low-eta"]["largest class"]
+    assert paper_fifths[1]["outside [-1, 1]"] > 50 and paper_fifths[5]["in target class"] < 20
+    assert paper_fifths[5]["largest class"] > 75 and FASHION_CLASSES[paper_fifths[5]["largest class index"]] == "shirt"
+    assert all(low_fifths[f]["in target class"] == 100 and low_fifths[f]["outside [-1, 1]"] < 1 for f in range(1, 5))
+    assert 60 < low_fifths[5]["in target class"] < 90
+
+# %% [markdown]
+# The two schedules fail in different places. The paper's first fifth of batches, with the
+# largest step sizes, pushes more than half of their pixels out of the data's range: the
+# teacher does put them in their target class, on inputs unlike any image. Its last fifth,
+# with step sizes below about 1e-4, moves its samples too little in 256 steps: the teacher
+# puts fewer than one in five of them in their target class and calls most of them
+# "shirt". So a fifth of the student's training set is mostly labelled shirt whatever it
+# was meant to be, and over the whole last snapshot the largest class holds about a quarter of the
+# samples instead of a tenth. The `low-eta` schedule cuts off both ends: its first four
+# fifths all reach their target class with almost no pixel out of range, and only its last
+# fifth (step sizes below about 3e-4) still falls short. That last fifth suggests the next
+# candidate, a schedule that stops earlier, which is not measured here.
+#
+# The lesson is about the teacher as much as the method: a step size is only large or small
+# relative to how steep the teacher's loss is around the noise, so the paper's 1e-1 over
+# four decades is a setting to check on a new teacher, not a constant. The samples' own
+# soft labels, which every synthesis stores, are the cheap check: no student has to be
+# trained to see that a fifth of a set is one class.
+
+# %% [markdown]
 # ## A live run: the teacher
 #
 # The teacher is LeNet-5 (conv 6@5×5, pool, conv 16@5×5, pool, conv 120@5×5, fc 84, fc 10)
@@ -1370,7 +1515,13 @@ else:
 #   tenth of the paper's samples, `RandAugment` on every kept iterate with the teacher
 #   relabelling each batch (`--student-variant randaugment-snapshots`) matches the paper's
 #   mean with a spread of about a point, read from the default-size search file; at the
-#   paper's budget its first seed lands above the paper's mean and just short of 80 %.
+#   paper's budget its three seeds land above the paper's mean and below 80 %.
+# - The step-size schedule is a setting to check on each teacher, and the samples' stored
+#   soft labels check it without training anything: with the paper's 1e-1 down to 1e-5,
+#   the teacher calls most of the smallest-step fifth of the samples "shirt"; step sizes
+#   from 1e-2 down to 1e-4 (`--student-variant low-eta-randaugment-snapshots`) put nearly
+#   all samples in their target class and lift the student by about three to five points on
+#   every seed at the default size.
 #
 # ## Exercises
 #

@@ -103,6 +103,8 @@ def test_a_student_variant_changes_the_student_recipe_and_is_recorded(name, tmp_
     assert results["distill"] == {**results["distill"], **variant.recipe}
     assert (seen["teacher"] is not None) == variant.online_teacher
     assert results["synthesis"]["snapshots"] == variant.snapshots
+    assert results["synthesis"] == {**results["synthesis"], **variant.synthesis}
+    assert results["synthesis"]["num_samples"] == EXPERIMENTS["fashion-mnist"].budgets["smoke"].num_samples
     budget = EXPERIMENTS["fashion-mnist"].budgets["smoke"]
     assert seen["samples"] == variant.snapshots * budget.num_samples  # every kept iterate
     # a variant the experiment does not have is refused, naming the ones it has
@@ -121,3 +123,8 @@ def test_channels_last_reaches_the_student_and_is_recorded(flag, tmp_path, recor
                     + (["--channels-last"] if flag else [])) == 0
     assert seen["config"].channels_last is flag
     assert json.loads((out / "results.json").read_text())["distill"]["channels_last"] is flag
+
+
+def test_a_variant_may_change_the_synthesis_but_not_its_budget():
+    with pytest.raises(ValueError, match="keeps the experiment's budget"):
+        experiments.StudentVariant("more samples", synthesis=dict(num_samples=10**6))
