@@ -245,8 +245,8 @@ def student_on(train, size: Size, seed: int, test, device, *, row: Row | None = 
     torch.manual_seed(seed)
     student = models.make_model("lenet5-half", CLASSES).to(device)
     epochs = size.kd_epochs if row.inputs == "real" else size.student_epochs * row.epochs_factor
-    recipe = cm.DistillConfig(epochs=epochs, seed=seed, batch_size=size.student_batch,
-                              **{**STUDENT_RECIPE, **row.distill})
+    recipe = cm.DistillConfig(**{"epochs": epochs, "seed": seed, "batch_size": size.student_batch,
+                                 **STUDENT_RECIPE, **row.distill})
     t0 = time.perf_counter()
     result = cm.distill(student, train, recipe, teacher=teacher if row.online_teacher else None,
                         eval_set=test, device=device, progress=False,

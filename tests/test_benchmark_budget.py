@@ -186,3 +186,17 @@ def test_sample_statistics_count_what_the_teacher_says_and_the_pixels_out_of_ran
 def test_the_sample_statistics_schedules_are_the_search_candidates_syntheses():
     paper, low = (search.BY_NAME[c].synthesis for c, _ in samples.SCHEDULES.values())
     assert paper == {} and low == {"lr": 1e-2, "lr_decades": 2}
+
+
+def test_a_row_may_set_the_students_batch_size(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "HERE", tmp_path)  # the student's checkpoints
+    torch.manual_seed(0)
+    x = torch.randn(12, *bench.SHAPE)
+    train = torch.utils.data.TensorDataset(x, torch.softmax(torch.randn(12, bench.CLASSES), -1))
+    test = torch.utils.data.TensorDataset(x, torch.randint(0, bench.CLASSES, (12,)))
+    size = bench.SIZES["smoke"]
+    row = bench.Row("small-batch", "", distill=dict(batch_size=4))
+    _, info = bench.student_on(train, size, 0, test, "cpu", row=row, checkpoint="small-batch")
+    assert info["distill"]["batch_size"] == 4 != size.student_batch
+    _, info = bench.student_on(train, size, 0, test, "cpu", checkpoint="size-batch")
+    assert info["distill"]["batch_size"] == size.student_batch
