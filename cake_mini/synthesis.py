@@ -357,23 +357,30 @@ def synthesize(
     channels_last = takes_channel_last(teacher, input_shape, device)
     groups = [list(range(start, min(start + config.parallel_batches, config.num_batches)))
               for start in range(0, config.num_batches, config.parallel_batches)]
+    # With a checkpoint directory the finished shards stay on disk until the result is assembled:
+    # holding them (2.1 GB a rank at the paper's FashionMNIST size) beside the heap the
+    # optimisation leaves behind got a torchrun rank killed on a 24-GB machine.
     parts: dict[int, SyntheticSet] = {}
+    finished: list[list[int]] = []
     for batches in _progress(groups[rank::world], progress and rank == 0, config):
         name = _shard_name(batches)
-        saved = run_dir.load(name) if run_dir else None
-        if saved is not None:
-            parts[batches[0]] = SyntheticSet(**saved)
+        if run_dir is not None and run_dir.load(name) is not None:  # finished and intact
+            finished.append(batches)
             continue
         try:
             part = _optimize_batches(teacher, batches, etas, config, input_shape, num_classes,
                                      group_size, device, channels_last)
         except NonFiniteLossError as e:
             kept = f" Finished shards are kept in {checkpoint_dir}." if run_dir else ""
-            done = [_cut(p, b, config) for b, p in sorted(parts.items())]
+            done = [_cut(parts[b[0]] if b[0] in parts else SyntheticSet(**run_dir.load(_shard_name(b))),
+                         b[0], config) for b in finished]
             raise NonFiniteLossError(str(e) + kept, SyntheticSet.cat(done) if done else None) from None
         if run_dir:
             run_dir.save(name, part.tensors())
-        parts[batches[0]] = part
+        else:
+            parts[batches[0]] = part
+        finished.append(batches)
+        del part
     if world > 1:  # the other ranks' shards are read one at a time below
         distributed.barrier()
         run_dir.refresh()

@@ -198,6 +198,43 @@ def test_the_result_is_assembled_one_shard_at_a_time(tiny_teacher, tmp_path, mon
     assert fresh == resumed == cm.synthesize(tiny_teacher, (1, 8, 8), 5, config, progress=False)
 
 
+def test_with_a_checkpoint_directory_finished_shards_wait_on_disk(tiny_teacher, tmp_path, monkeypatch):
+    # holding every finished shard until the end, beside the heap the optimisation leaves
+    # behind, got a torchrun rank of a paper-size run killed on a 24-GB machine
+    import weakref
+
+    from cake_mini import synthesis
+
+    optimize, load, assemble = synthesis._optimize_batches, synthesis.RunDirectory.load, synthesis._cat_into
+    made, loaded = [], []
+
+    def optimizing(*args, **kwargs):
+        assert all(ref() is None for ref in made), "a finished shard is still held"
+        part = optimize(*args, **kwargs)
+        made.append(weakref.ref(part.x))
+        return part
+
+    def loading(self, name):
+        shard = load(self, name)
+        if shard is not None:
+            loaded.append(weakref.ref(shard["x"]))
+        return shard
+
+    def assembling(parts, total):
+        assert all(ref() is None for ref in made + loaded), "shards are held before the assembly"
+        return assemble(parts, total)
+
+    config = SMALL.replace(parallel_batches=1)
+    plain = cm.synthesize(tiny_teacher, (1, 8, 8), 5, config, progress=False)  # holds its shards: no directory
+    monkeypatch.setattr(synthesis, "_optimize_batches", optimizing)
+    monkeypatch.setattr(synthesis.RunDirectory, "load", loading)
+    monkeypatch.setattr(synthesis, "_cat_into", assembling)
+    fresh = cm.synthesize(tiny_teacher, (1, 8, 8), 5, config, progress=False, checkpoint_dir=tmp_path)
+    resumed = cm.synthesize(tiny_teacher, (1, 8, 8), 5, config, progress=False, checkpoint_dir=tmp_path)
+    assert len(made) == config.num_batches and len(loaded) > config.num_batches  # checked, then read back
+    assert fresh == resumed == plain
+
+
 def test_shards_that_do_not_add_up_to_the_run_are_refused(tiny_teacher):
     from cake_mini.synthesis import _cat_into
 
