@@ -20,7 +20,9 @@ and the markdown beside it the paired differences to the controls.
 Memory: a process holds its seed's whole synthesis (256,000 samples x 4 snapshots: 4.2 GB). It
 peaked near 12 GB at stride 1 when the all-snapshot candidates still copied it, and two torchrun
 processes did not fit a 24-GB machine; without the copy, two ranks of `randaugment-snapshots` at
-stride 1 used 16 GB of 23 (measured 2026-12-06): torchrun with 2 processes fits there.
+stride 1 used 16 GB of 23 (measured 2026-12-06): torchrun with 2 processes fits there. A fresh
+synthesis also held each rank's finished shards until the end, and a rank was killed at 11.7 GB
+right after its last shard; since then they wait on disk (resumed: 5.1 GB a rank while training).
 
 Writes benchmarks/results/fashion-mnist-search-k<stride>-t<steps>-<hardware>.json after every
 student; finished (candidate, seed) pairs are skipped on a rerun. Runs of the same command
