@@ -83,19 +83,18 @@ def main() -> None:
             row = fm.Row(candidate, "", synthesis=search.BY_NAME[candidate].synthesis)
             synthetic, _ = fm.synthetic_set(row, size, seed, teacher, "authors", device)
             for step in sorted(set(synthetic.step.tolist())):
-                keep = synthetic.step == step
-                stats = sample_statistics(synthetic.x[keep], synthetic.soft_labels[keep], synthetic.labels[keep])
-                per_run.append({"schedule": name, "seed": seed, "step": step, "samples": int(keep.sum()), **stats})
+                snapshot = synthetic.subset(synthetic.step == step)
+                stats = sample_statistics(snapshot.x, snapshot.soft_labels, snapshot.labels)
+                per_run.append({"schedule": name, "seed": seed, "step": step, "samples": len(snapshot), **stats})
                 fm.log(f"seed {seed} {name} after {step} steps: " + ", ".join(
                     f"{k} {v:.3g}" for k, v in stats.items()))
-            last = synthetic.step == size.steps
-            by_step_size = synthetic.step_size[last].argsort(descending=True)
-            for part, chunk in enumerate(by_step_size.chunk(FIFTHS)):
-                eta = synthetic.step_size[last][chunk]
-                stats = sample_statistics(synthetic.x[last][chunk], synthetic.soft_labels[last][chunk],
-                                          synthetic.labels[last][chunk])
-                per_fifth.append({"schedule": name, "seed": seed, "fifth": part + 1, "samples": len(chunk),
-                                  "step_sizes": [eta.max().item(), eta.min().item()], **stats})
+            final = synthetic.subset(synthetic.step == size.steps)
+            for part, chunk in enumerate(final.step_size.argsort(descending=True).chunk(FIFTHS)):
+                fifth = final.subset(chunk)
+                stats = sample_statistics(fifth.x, fifth.soft_labels, fifth.labels)
+                per_fifth.append({"schedule": name, "seed": seed, "fifth": part + 1, "samples": len(fifth),
+                                  "step_sizes": [fifth.step_size.max().item(), fifth.step_size.min().item()],
+                                  **stats})
     metrics = []
     for key, group in GROUPS.items():
         for name in SCHEDULES:

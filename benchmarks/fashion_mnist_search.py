@@ -48,7 +48,7 @@ import torch
 import fashion_mnist as fm
 from cake_mini import data, distributed
 from cake_mini.checkpoint import atomic_write_bytes
-from cake_mini.experiments import hardware, versions
+from cake_mini.experiments import EXPERIMENTS, hardware, versions
 
 TEACHER = "authors"
 
@@ -101,7 +101,7 @@ CANDIDATES = [
     Candidate("low-eta-randaugment-snapshots", "randaugment-snapshots on samples synthesised with step sizes "
               "1e-2 -> 1e-4 instead of 1e-1 -> 1e-5 (as many samples and steps)", control="randaugment-snapshots",
               all_snapshots=True, distill=dict(augment="randaugment"), online_teacher=True,
-              synthesis=dict(lr=1e-2, lr_decades=2)),
+              synthesis=EXPERIMENTS["fashion-mnist"].student_variants["low-eta-randaugment-snapshots"].synthesis),
     # fashion_mnist_samples.py: low-eta's last fifth (below 3e-4) still misses its target class
     Candidate("mid-eta-randaugment-snapshots", "randaugment-snapshots on samples synthesised with step sizes "
               "1e-2 -> 3e-4 (low-eta without its smallest steps; as many samples and steps)",

@@ -944,9 +944,6 @@ SAMPLE_STATS = book.show_or_say_why("fashion-mnist-samples-default-cpu-1threads.
                                     how="python benchmarks/fashion_mnist_samples.py --size default --seeds 0 1 2")
 
 # %%
-FASHION_CLASSES = ["T-shirt/top", "trouser", "pullover", "dress", "coat",
-                   "sandal", "shirt", "sneaker", "bag", "ankle boot"]
-
 if SAMPLE_STATS is not None:
     last_step = SAMPLE_STATS.data["settings"]["steps"]
     schedules = list(SAMPLE_STATS.data["settings"]["schedules"])
@@ -971,7 +968,7 @@ if SAMPLE_STATS is not None:
     STATS_LAST = {}
     for name in schedules:
         mine = [r for r in snapshots if r["schedule"] == name]
-        largest = {FASHION_CLASSES[r["largest class index"]] for r in mine}
+        largest = {CLASSES[r["largest class index"]] for r in mine}
         STATS_LAST[name] = {key: over_seeds(mine, key) for key in
                             ("in target class", "largest class", "outside [-1, 1]", "pixel std")}
         print(f"{name:16s} after {last_step} steps, {len(mine)} seeds: "
@@ -980,7 +977,7 @@ if SAMPLE_STATS is not None:
               f"pixels outside [-1, 1] {STATS_LAST[name]['outside [-1, 1]']:.2f} %, "
               f"pixel std {STATS_LAST[name]['pixel std']:.2f}")
         for r in (r for r in fifths if r["schedule"] == name and r["seed"] == mine[0]["seed"]):
-            largest = f" ({FASHION_CLASSES[r['largest class index']]})" if r["largest class"] > 12 else ""
+            largest = f" ({CLASSES[r['largest class index']]})" if r["largest class"] > 12 else ""
             print(f"    fifth {r['fifth']}, step sizes {r['step_sizes'][0]:.1e} to {r['step_sizes'][1]:.1e}: "
                   f"in target class {r['in target class']:.1f} %, largest class{largest} {r['largest class']:.1f} %, "
                   f"outside [-1, 1] {r['outside [-1, 1]']:.1f} % (seed {r['seed']})")
@@ -991,7 +988,7 @@ if SAMPLE_STATS is not None:
     assert STATS_LAST["low-eta"]["in target class"] > STATS_LAST["paper step sizes"]["in target class"] + 10
     assert STATS_LAST["paper step sizes"]["largest class"] > 2 * STATS_LAST["low-eta"]["largest class"]
     assert paper_fifths[1]["outside [-1, 1]"] > 50 and paper_fifths[5]["in target class"] < 20
-    assert paper_fifths[5]["largest class"] > 75 and FASHION_CLASSES[paper_fifths[5]["largest class index"]] == "shirt"
+    assert paper_fifths[5]["largest class"] > 75 and CLASSES[paper_fifths[5]["largest class index"]] == "Shirt"
     assert all(low_fifths[f]["in target class"] == 100 and low_fifths[f]["outside [-1, 1]"] < 1 for f in range(1, 5))
     assert 60 < low_fifths[5]["in target class"] < 90
 
