@@ -240,7 +240,11 @@ def budget_subset(synthetic: cm.SyntheticSet, config: cm.SynthesisConfig, stride
 
 def student_on(train, size: Size, seed: int, test, device, *, row: Row | None = None, teacher=None,
                checkpoint: str) -> tuple[torch.nn.Module, dict]:
-    """LeNet-5-Half distilled on ``train`` with the size's recipe (and ``row``'s changes)."""
+    """LeNet-5-Half distilled on ``train`` with the size's recipe (and ``row``'s changes).
+
+    ``distill_seconds`` sums the student's epochs whichever process ran them, so a run resumed
+    from its checkpoint reports its whole training; ``wall_seconds`` is this call alone.
+    """
     row = row or Row("curve", "")
     torch.manual_seed(seed)
     student = models.make_model("lenet5-half", CLASSES).to(device)
@@ -252,7 +256,8 @@ def student_on(train, size: Size, seed: int, test, device, *, row: Row | None = 
                         eval_set=test, device=device, progress=False,
                         checkpoint_dir=HERE / "cache" / "distill" / checkpoint)
     return student, {"student_accuracy": cm.evaluate(student, test, device=device),
-                     "distill_seconds": time.perf_counter() - t0, "distill": dataclasses.asdict(recipe),
+                     "distill_seconds": sum(h["seconds"] for h in result.history),
+                     "wall_seconds": time.perf_counter() - t0, "distill": dataclasses.asdict(recipe),
                      "curve": [h["eval_accuracy"] for h in result.history]}
 
 

@@ -188,15 +188,30 @@ def test_the_sample_statistics_schedules_are_the_search_candidates_syntheses():
     assert paper == {} and low == {"lr": 1e-2, "lr_decades": 2}
 
 
-def test_a_row_may_set_the_students_batch_size(tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "HERE", tmp_path)  # the student's checkpoints
+@pytest.fixture
+def student_data(tmp_path, monkeypatch):
+    """12 random FashionMNIST-shaped (train, test) sets; the student's checkpoints in tmp_path."""
+    monkeypatch.setattr(bench, "HERE", tmp_path)
     torch.manual_seed(0)
     x = torch.randn(12, *bench.SHAPE)
     train = torch.utils.data.TensorDataset(x, torch.softmax(torch.randn(12, bench.CLASSES), -1))
-    test = torch.utils.data.TensorDataset(x, torch.randint(0, bench.CLASSES, (12,)))
+    return train, torch.utils.data.TensorDataset(x, torch.randint(0, bench.CLASSES, (12,)))
+
+
+def test_a_row_may_set_the_students_batch_size(student_data):
+    train, test = student_data
     size = bench.SIZES["smoke"]
     row = bench.Row("small-batch", "", distill=dict(batch_size=4))
     _, info = bench.student_on(train, size, 0, test, "cpu", row=row, checkpoint="small-batch")
     assert info["distill"]["batch_size"] == 4 != size.student_batch
     _, info = bench.student_on(train, size, 0, test, "cpu", checkpoint="size-batch")
     assert info["distill"]["batch_size"] == size.student_batch
+
+
+def test_a_resumed_student_reports_the_time_of_all_its_epochs(student_data):
+    train, test = student_data
+    size = bench.SIZES["smoke"]
+    _, first = bench.student_on(train, size, 0, test, "cpu", checkpoint="resumed")
+    _, again = bench.student_on(train, size, 0, test, "cpu", checkpoint="resumed")  # every epoch on disk
+    assert again["curve"] == first["curve"] and again["student_accuracy"] == first["student_accuracy"]
+    assert again["distill_seconds"] == first["distill_seconds"] > 0 and again["wall_seconds"] > 0
