@@ -1012,6 +1012,61 @@ if SAMPLE_STATS is not None:
 # trained to see that a fifth of a set is one class.
 
 # %% [markdown]
+# ### Smaller steps at the paper's budget
+#
+# The default-size round says where to spend the next paper-size hours: the `low-eta`
+# samples, with the same kept teacher, one seed per session (about 100 minutes of
+# synthesis and 80 of student under torchrun on this CPU). Its control is
+# `randaugment-snapshots` of the file above, on the paper's step sizes, for the seeds that
+# used the same teacher.
+#
+# ```
+# OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 benchmarks/fashion_mnist_search.py --stride 1 \
+#     --seeds 1 --no-controls --candidates low-eta-randaugment-snapshots --channels-last \
+#     --out benchmarks/results/fashion-mnist-search-paper-k1-t256-cpu-2threads-low-eta.json
+# ```
+
+# %% tags=["hide-input"]
+LOW_ETA_PAPER = book.show_or_say_why(
+    "fashion-mnist-search-paper-k1-t256-cpu-2threads-low-eta.json",
+    how="OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 benchmarks/fashion_mnist_search.py "
+    "--stride 1 --seeds 0 1 2 --no-controls --candidates low-eta-randaugment-snapshots --channels-last")
+
+# %%
+if LOW_ETA_PAPER is not None:
+    P_ACCURACY, _, _ = print_search(LOW_ETA_PAPER)
+    low_paper = P_ACCURACY["low-eta-randaugment-snapshots"]
+    low_minutes = {r["seed"]: r["distill_seconds"] / 60
+                   for r in LOW_ETA_PAPER.data["rows"]["low-eta-randaugment-snapshots"]["runs"]}
+    print("student minutes (torchrun, 2 processes of 1 thread): "
+          + ", ".join(f"seed {s}: {m:.0f}" for s, m in low_minutes.items()))
+    teachers = {int(s): t["authors"]["weights"] for s, t in LOW_ETA_PAPER.data["teachers_by_seed"].items()}
+    if RETRAINED is not None:
+        theirs = {int(s): t["authors"]["weights"] for s, t in RETRAINED.data["teachers_by_seed"].items()}
+        same = sorted(s for s in low_paper.keys() & snap.keys() if teachers[s] == theirs[s])
+        paper_gain = {s: low_paper[s] - snap[s] for s in same}
+        print("low-eta minus randaugment-snapshots at the paper's budget, same teacher and seed: "
+              + ", ".join(f"seed {s}: {d:+.1f} points" for s, d in paper_gain.items()))
+    if SECOND_ROUND is not None:
+        print("low-eta at the paper's budget minus at the default size, per seed: "
+              + ", ".join(f"seed {s}: {low_paper[s] - low_eta[s]:+.1f} points" for s in sorted(low_paper)))
+    # the claims of the text below, checked on the file's numbers
+    assert low_paper[1] > 80
+    if RETRAINED is not None:
+        assert 1 in paper_gain and paper_gain[1] > 3
+    if SECOND_ROUND is not None:
+        assert low_paper[1] - low_eta[1] > 2
+    assert 60 < low_minutes[1] < 120
+
+# %% [markdown]
+# On seed 1 the small steps carry over to the paper's budget: the student ends above 80 %,
+# the first seed in this chapter to get there, more than three points above
+# `randaugment-snapshots` on the same samples' budget, seed and teacher, and more than two
+# points above `low-eta` on a tenth of the synthesis (the default size). One seed is not the goal, a mean of
+# 80 % over three; seeds 2 and 0 are the next paper-size runs, and the results page lists
+# them as missing until they land.
+
+# %% [markdown]
 # ## A live run: the teacher
 #
 # The teacher is LeNet-5 (conv 6@5×5, pool, conv 16@5×5, pool, conv 120@5×5, fc 84, fc 10)
