@@ -122,19 +122,26 @@ def toy2d(name: str, n: int = 1000, *, noise: float = 0.1, seed: int = 0,
 
 
 class DatasetInfo(NamedTuple):
+    """Shape, normalisation and class names (in label order, as torchvision's ``classes``)."""
+
     in_channels: int
     image_size: int
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    class_names: tuple[str, ...]
 
 
+_DIGITS = tuple(str(d) for d in range(10))
 DATASET_INFO: dict[str, DatasetInfo] = {
-    "mnist": DatasetInfo(1, 32, 10, (0.1307,), (0.3081,)),
-    "fashion-mnist": DatasetInfo(1, 32, 10, (0.5,), (0.5,)),
-    "svhn": DatasetInfo(3, 32, 10, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
-    "cifar10": DatasetInfo(3, 32, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "digits": DatasetInfo(1, 8, 10, (0.5,), (0.5,)),
+    "mnist": DatasetInfo(1, 32, 10, (0.1307,), (0.3081,), _DIGITS),
+    "fashion-mnist": DatasetInfo(1, 32, 10, (0.5,), (0.5,), (
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")),
+    "svhn": DatasetInfo(3, 32, 10, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), _DIGITS),
+    "cifar10": DatasetInfo(3, 32, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), (
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")),
+    "digits": DatasetInfo(1, 8, 10, (0.5,), (0.5,), _DIGITS),
 }
 SPLITS: tuple[str, ...] = ("train", "val", "test", "full-train")
 _ALIASES = {"fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist", "cifar-10": "cifar10"}

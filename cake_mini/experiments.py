@@ -277,6 +277,7 @@ def _save_figure(exp: Experiment, teacher, synthetic, train, path: Path) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from . import data
     from .viz import image_grid, plot_decision_regions
 
     if synthetic.x.ndim == 2:
@@ -285,6 +286,7 @@ def _save_figure(exp: Experiment, teacher, synthetic, train, path: Path) -> None
                               title="teacher's regions and CAKE samples")
     else:
         fig = image_grid(synthetic.x[:400], synthetic.labels[:400], nrow=8,
+                         class_names=data.DATASET_INFO[exp.dataset].class_names,
                          title=f"CAKE samples from the {exp.teacher} teacher")
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -107,9 +107,7 @@ book.chapter_timings("01")
 # %%
 INFO = DATASET_INFO[DATASET]
 NUM_CLASSES = INFO.num_classes
-CLASS_NAMES = (["T-shirt", "Trouser", "Pullover", "Dress", "Coat",
-                "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
-               if DATASET == "fashion-mnist" else [str(c) for c in range(10)])
+CLASS_NAMES = INFO.class_names
 if DATASET == "digits":
     TEACHER_ARCH, STUDENT_ARCH = ("cnn", {"width": 32}), ("cnn", {"width": 16})
     TEACHER_RECIPE = DistillConfig(epochs=TEACHER_EPOCHS, lr=0.1, batch_size=64,

@@ -111,7 +111,7 @@ import cake_mini
 from cake_mini import (DistillConfig, SynthesisConfig, book, distill, evaluate, results,
                        synthesize)
 from cake_mini.checkpoint import fingerprint
-from cake_mini.data import load_dataset
+from cake_mini.data import DATASET_INFO, load_dataset
 from cake_mini.experiments import EXPERIMENTS
 from cake_mini.models import count_parameters
 from cake_mini.viz import image_grid
@@ -119,8 +119,7 @@ from cake_mini.viz import image_grid
 SIZE, SEED, DEVICE, RUN = book.setup(seed=0)  # prints RUN, the label next to every number below
 PROGRESS = SIZE != "smoke"  # progress bars for long runs only
 RUNS = book.runs_dir()  # runs/ of the repository; on Colab, next to the notebook
-CLASSES = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat",
-           "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
+CLASSES = DATASET_INFO["fashion-mnist"].class_names
 
 # %% tags=["hide-input"]
 book.chapter_timings("05")

@@ -91,7 +91,7 @@ import torch
 import cake_mini
 
 from cake_mini import SynthesisConfig, book, evaluate, synthesize
-from cake_mini.data import load_dataset
+from cake_mini.data import DATASET_INFO, load_dataset
 from cake_mini.sizes import pick
 from cake_mini.viz import image_grid
 
@@ -103,8 +103,7 @@ STEPS = pick(smoke=20, default=256, paper=256)
 BATCH_SIZE = pick(smoke=100, default=500, paper=500)
 NUM_QUERIES = pick(smoke=200, default=2_000, paper=5_000)  # samples whose neighbours we search
 
-CLASSES = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat",
-           "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
+CLASSES = DATASET_INFO["fashion-mnist"].class_names
 
 # %% tags=["hide-input"]
 book.chapter_timings("08")

@@ -107,14 +107,13 @@ from torch.utils.data import TensorDataset
 
 from cake_mini import DistillConfig, SynthesisConfig, baselines, book, distill, evaluate, synthesize
 from cake_mini.checkpoint import safe_load
-from cake_mini.data import load_dataset
+from cake_mini.data import DATASET_INFO, load_dataset
 from cake_mini.distill import as_tensors
 from cake_mini.sizes import pick
 
 SIZE, SEED, DEVICE, RUN = book.setup(seed=0)  # prints RUN, the label next to every number below
 SHAPE, CLASSES = (1, 32, 32), 10
-CLASS_NAMES = ["T-shirt", "Trouser", "Pullover", "Dress", "Coat",
-               "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
+CLASS_NAMES = DATASET_INFO["fashion-mnist"].class_names
 TEACHER_IMAGES = pick(smoke=6_000, default=None, paper=None)  # None: the whole training split
 TEACHER_EPOCHS = pick(smoke=2, default=4, paper=4)
 NUM_SAMPLES = pick(smoke=200, default=2_000, paper=2_000)  # the student's training set, all methods

@@ -239,3 +239,11 @@ def test_unknown_names_and_splits():
     with pytest.raises(ValueError, match="cifar10"):
         stand_in("cifar100")
     assert math.isclose(DATASET_INFO["fashion-mnist"].mean[0], 0.5)
+
+
+def test_every_data_set_names_its_classes_in_label_order():
+    torchvision = pytest.importorskip("torchvision")
+    for name, info in DATASET_INFO.items():
+        assert len(info.class_names) == info.num_classes == len(set(info.class_names)), name
+    assert DATASET_INFO["fashion-mnist"].class_names == tuple(torchvision.datasets.FashionMNIST.classes)
+    assert DATASET_INFO["mnist"].class_names == tuple(c[0] for c in torchvision.datasets.MNIST.classes)
