@@ -1572,7 +1572,8 @@ else:
 #   the teacher calls most of the smallest-step fifth of the samples "shirt"; step sizes
 #   from 1e-2 down to 1e-4 (`--student-variant low-eta-randaugment-snapshots`) put nearly
 #   all samples in their target class and lift the student by about three to five points on
-#   every seed at the default size.
+#   every seed at the default size. At the paper's budget its first seed lands above 80 %,
+#   more than three points above `randaugment-snapshots` on the same seed and teacher.
 #
 # ## Exercises
 #
