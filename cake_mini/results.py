@@ -192,7 +192,7 @@ def file_section(name: str, data: dict, info: dict | None = None, level: str = "
                 rows.append([m["name"], "–", "", "0", f"{none['why']}: {', '.join(none['seeds'])}" if none else ""])
                 continue
             mean, std, n = summary(m["values"])
-            per_seed = ", ".join(f"{seed}: {fmt(v, m['unit'])}" for seed, v in m["values"].items()) if n > 1 else ""
+            per_seed = ", ".join(f"{seed}: {fmt(v, m['unit'])}" for seed, v in m["values"].items())
             if none:
                 per_seed += f"; {none['why']}: {', '.join(none['seeds'])}"
             rows.append([m["name"], fmt(mean, m["unit"]), "" if std is None else f"± {fmt(std, m['unit'])}", str(n),

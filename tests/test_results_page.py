@@ -76,8 +76,9 @@ def test_student_accuracies_equal_the_files(real):
             assert int(seeds) == len(accs)
             if len(accs) > 1:
                 assert close(std, statistics.stdev(accs), True), (name, row, std)
-                printed = [float(v.split(": ")[1]) for v in per_seed.split(", ")]
-                assert all(abs(p - a) <= 0.051 for p, a in zip(printed, accs))
+            printed = dict(v.split(": ") for v in per_seed.split(", "))  # a single seed too: which one
+            assert list(printed) == [str(r["seed"]) for r in entry["runs"]], (name, row, per_seed)
+            assert all(abs(float(p) - a) <= 0.051 for p, a in zip(printed.values(), accs))
             checked += 1
     assert checked >= 10, "the FashionMNIST and black-box files alone have more rows"
 
