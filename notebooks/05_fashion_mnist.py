@@ -46,6 +46,10 @@
 #    method; Welch's t-test, computed by hand, says which differences three seeds resolve,
 #    and gradient norms from chapter 3 explain why removing the {term}`contrastive term`
 #    changes almost nothing at this preset.
+# 4. **Beating the paper's row.** Candidate recipes, each beside a control with the same
+#    samples (or the same budget) and as many student steps, first at a tenth of the
+#    paper's synthesis and then at all of it; and a check of the samples that needs no
+#    student: the teacher's own labels for them, which show why smaller step sizes win.
 #
 # The same pipeline runs from the command line as `cake-mini run fashion-mnist --size default`.
 
@@ -62,7 +66,9 @@
 # - check from gradient norms whether a loss term is active at given weights, and use that
 #   to read an ablation (the contrastive term at the Fashion-MNIST preset);
 # - say what keeping {term}`snapshots <snapshot>` of the synthesis buys, and what the control
-#   row that trains the student longer shows about it.
+#   row that trains the student longer shows about it;
+# - check a step-size schedule on a new teacher from the soft labels stored with the
+#   samples, before training any student.
 #
 # **Prerequisites.** {doc}`03_losses_and_schedules` (the loss terms, their gradients and the
 # step-size schedule) and {doc}`04_digits` (the whole pipeline on small images); mean and
@@ -1686,5 +1692,31 @@ else:
 #    exactly two decades at the same samples; rerun the synthesis with
 #    `config.replace(w_contr=100 * config.w_contr)` to see how the samples and the student
 #    change once the term acts.
+#
+#    </details>
+#
+# 7. Check the step sizes of this page's live synthesis the way the "Smaller steps"
+#    section does, with no student: per fifth of the mini-batches (largest step sizes
+#    first), what share of the last snapshot's samples does the teacher put in their
+#    target class? Then synthesise again with `config.replace(lr=1e-2, lr_decades=2)` and
+#    compare.
+#
+#    <details><summary>Hint</summary>
+#
+#    ```python
+#    last = synthetic.subset(synthetic.step == synthetic.step.max())
+#    order = last.step_size.argsort(descending=True)  # the largest step sizes first
+#    for part, idx in enumerate(order.tensor_split(5), start=1):
+#        hit = (last.soft_labels[idx].argmax(-1) == last.labels[idx]).float().mean()
+#        print(f"fifth {part}, step sizes {last.step_size[idx].max():.1e} to "
+#              f"{last.step_size[idx].min():.1e}: {100 * hit:.1f} % in their target class")
+#    ```
+#
+#    The soft labels are the teacher's softmax on the samples as stored, so this costs no
+#    forward pass. At `smoke` size the teacher is barely trained and the run has few
+#    batches, so the fifths say little; at `default` size expect the pattern of the
+#    section's figure: with the paper's schedule, the fifth with the smallest steps has the
+#    fewest samples in their class, and with the smaller schedule the first four fifths
+#    are almost all in it.
 #
 #    </details>
