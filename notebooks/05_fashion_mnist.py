@@ -60,15 +60,14 @@
 # **Learning goals.** After this chapter you can
 # - run CAKE's pipeline on Fashion-MNIST (teacher, synthesis, distillation) with the
 #   authors' recipe, and say which size of run a number on the page comes from;
-# - explain how a mini-batch's step size sets the magnitude of its samples;
+# - explain how a mini-batch's step size sets the magnitude of its samples, and check a
+#   step-size schedule on a new teacher from the soft labels stored with the samples;
 # - compute Welch's t-test from per-seed accuracies and say which differences three seeds
 #   can and cannot resolve;
 # - check from gradient norms whether a loss term is active at given weights, and use that
 #   to read an ablation (the contrastive term at the Fashion-MNIST preset);
 # - say what keeping {term}`snapshots <snapshot>` of the synthesis buys, and what the control
-#   row that trains the student longer shows about it;
-# - check a step-size schedule on a new teacher from the soft labels stored with the
-#   samples, before training any student.
+#   row that trains the student longer shows about it.
 #
 # **Prerequisites.** {doc}`03_losses_and_schedules` (the loss terms, their gradients and the
 # step-size schedule) and {doc}`04_digits` (the whole pipeline on small images); mean and
