@@ -71,8 +71,8 @@ test)
     bash scripts/build_book.sh
     echo "== notebooks under nbval (smoke size)"
     rm -rf _build/nbval && bash scripts/convert_notebooks.sh _build/nbval >/dev/null
-    # the converted chapters live outside the repository's tree: point them at its results files,
-    # so the cells that read them (and assert the prose's claims) run here too
+    # results_dir() looks in . and .. only, not two levels up from _build/nbval/notebooks: point the
+    # chapters at the results files, so the cells that read them (and assert the prose) run here too
     CAKE_MINI_RESULTS="$PWD/benchmarks/results" python -m pytest --nbval-lax -p no:cacheprovider -q _build/nbval/notebooks
     echo "== unit tests, doctests, browser check of the built book"
     python -m pytest -q

@@ -1044,8 +1044,8 @@ if LOW_ETA_PAPER is not None:
                    for r in LOW_ETA_PAPER.data["rows"]["low-eta-randaugment-snapshots"]["runs"]}
     print("student minutes (torchrun, 2 processes of 1 thread): "
           + ", ".join(f"seed {s}: {m:.0f}" for s, m in low_minutes.items()))
-    teachers = {int(s): t["authors"]["weights"] for s, t in LOW_ETA_PAPER.data["teachers_by_seed"].items()}
     if RETRAINED is not None:
+        teachers = {int(s): t["authors"]["weights"] for s, t in LOW_ETA_PAPER.data["teachers_by_seed"].items()}
         theirs = {int(s): t["authors"]["weights"] for s, t in RETRAINED.data["teachers_by_seed"].items()}
         same = sorted(s for s in low_paper.keys() & snap.keys() if teachers[s] == theirs[s])
         paper_gain = {s: low_paper[s] - snap[s] for s in same}
