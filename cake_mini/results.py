@@ -71,7 +71,7 @@ def metrics_of(data: dict) -> list[dict]:
 
     Chapter files (``benchmarks/chapter_experiments.py``) store them as ``metrics``; the other
     benchmarks' layouts are read here: rows with per-seed runs (FashionMNIST, black box,
-    baselines), the budget curve, throughput and torchrun scaling.
+    baselines), the budget curve, throughput, torchrun scaling and the allocator comparison.
     """
     if "metrics" in data:
         return data["metrics"]
@@ -112,6 +112,12 @@ def metrics_of(data: dict) -> list[dict]:
                         metrics.append({"group": f"minutes at size {size}, {label} ({cell.get('kind', 'estimate')})",
                                         "name": f"chapter {chapter}", "unit": "",
                                         "values": {"-": cell["seconds"] / 60}})
+    if data.get("benchmark") == "allocator":
+        for allocator, phases in data.get("runs", {}).items():
+            metrics.append({"group": "synthesis sample-steps/s, by allocator", "name": allocator, "unit": "",
+                            "values": {"-": phases["synthesis"]["sample_steps_per_s"]}})
+            metrics.append({"group": "student ms per step, by allocator", "name": allocator, "unit": "",
+                            "values": {"-": phases["student"]["ms_per_step"]}})
     if isinstance(rows, list):  # torchrun scaling
         for row in rows:
             metrics.append({"group": "synthesis seconds", "name": f"{row['processes']} process(es)", "unit": "",
