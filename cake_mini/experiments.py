@@ -293,13 +293,41 @@ def _save_figure(exp: Experiment, teacher, synthetic, train, path: Path) -> None
 
 
 def hardware(device: torch.device | str) -> dict[str, Any]:
-    """Where a run happened, for results files."""
+    """Where a run happened, for results files.
+
+    On Linux also the CPU's model (two hosts both called "AMD EPYC" differed by 1.6x in
+    student time: one had AVX-512) and the memory allocator the process runs on.
+    """
     device = torch.device(device)
     info = {"device": str(device), "cpu": platform.processor() or platform.machine(),
-            "cpu_threads": torch.get_num_threads()}
+            "cpu_threads": torch.get_num_threads(), **cpu_details(), **allocator()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def cpu_details(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
+    """``cpu_model`` (name, family, model) and ``avx512`` from Linux's cpuinfo; ``{}`` elsewhere."""
+    try:
+        first = Path(cpuinfo).read_text().split("\n\n")[0]
+    except OSError:
+        return {}
+    fields = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in first.splitlines())}
+    if "model name" not in fields:
+        return {}
+    model = fields["model name"]
+    if "cpu family" in fields and "model" in fields:
+        model += f", family {fields['cpu family']} model {fields['model']}"
+    return {"cpu_model": model, "avx512": "avx512f" in fields.get("flags", "").split()}
+
+
+def allocator(maps: str | Path = "/proc/self/maps") -> dict[str, str]:
+    """``{"allocator": "jemalloc" | "tcmalloc" | "default"}`` of this process on Linux; ``{}`` elsewhere."""
+    try:
+        text = Path(maps).read_text()
+    except OSError:
+        return {}
+    return {"allocator": next((name for name in ("jemalloc", "tcmalloc") if f"lib{name}" in text), "default")}
 
 
 def versions() -> dict[str, str]:

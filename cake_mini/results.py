@@ -146,7 +146,10 @@ def hardware_text(data: dict, info: dict | None = None) -> str:
         what = hw["gpu"]
     else:
         threads = hw.get("cpu_threads", hw.get("torch_threads"))
-        what = f"CPU ({hw.get('cpu', '?')}), {threads} thread{'s' if threads != 1 else ''} per process"
+        cpu = hw.get("cpu_model", hw.get("cpu", "?")) + (", AVX-512" if hw.get("avx512") else "")
+        what = f"CPU ({cpu}), {threads} thread{'s' if threads != 1 else ''} per process"
+        if hw.get("allocator") not in (None, "default"):
+            what += f", {hw['allocator']}"
     machine = data.get("machine") or (info or {}).get("machine")
     return f"{what}; {machine}" if machine else what
 

@@ -128,3 +128,33 @@ def test_channels_last_reaches_the_student_and_is_recorded(flag, tmp_path, recor
 def test_a_variant_may_change_the_synthesis_but_not_its_budget():
     with pytest.raises(ValueError, match="keeps the experiment's budget"):
         experiments.StudentVariant("more samples", synthesis=dict(num_samples=10**6))
+
+
+CPUINFO = """processor	: 0
+vendor_id	: AuthenticAMD
+cpu family	: 25
+model		: 17
+model name	: AMD EPYC 9R14
+flags		: fpu sse avx2 avx512f avx512bw
+
+processor	: 1
+model name	: AMD EPYC 9R14
+"""
+
+
+def test_hardware_names_the_cpu_model_and_allocator_where_linux_tells(tmp_path):
+    from cake_mini.results import hardware_text
+
+    (tmp_path / "cpuinfo").write_text(CPUINFO)
+    details = experiments.cpu_details(tmp_path / "cpuinfo")
+    assert details == {"cpu_model": "AMD EPYC 9R14, family 25 model 17", "avx512": True}
+    (tmp_path / "cpuinfo").write_text(CPUINFO.replace(" avx512f avx512bw", ""))
+    assert experiments.cpu_details(tmp_path / "cpuinfo")["avx512"] is False
+    assert experiments.cpu_details(tmp_path / "missing") == {} == experiments.allocator(tmp_path / "missing")
+    (tmp_path / "maps").write_text("7f00-7f01 r-xp 0 08:01 1 /usr/lib/x86_64-linux-gnu/libjemalloc.so.2\n")
+    assert experiments.allocator(tmp_path / "maps") == {"allocator": "jemalloc"}
+    (tmp_path / "maps").write_text("7f00-7f01 r-xp 0 08:01 1 /usr/lib/x86_64-linux-gnu/libc.so.6\n")
+    assert experiments.allocator(tmp_path / "maps") == {"allocator": "default"}
+    hw = {"cpu": "x86_64", "cpu_threads": 1, **details, "allocator": "jemalloc"}
+    assert hardware_text({"hardware": hw}) == "CPU (AMD EPYC 9R14, family 25 model 17, AVX-512), 1 thread per process, jemalloc"
+    assert hardware_text({"hardware": {"cpu": "x86_64", "cpu_threads": 2}}) == "CPU (x86_64), 2 threads per process"
