@@ -110,8 +110,6 @@ def main() -> None:
         print(json.dumps(child(args.child, args.steps, args.batches)))
         return
 
-    import torch
-
     from cake_mini.experiments import hardware, versions
 
     found = allocators()
@@ -123,7 +121,7 @@ def main() -> None:
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                "what": "one process per allocator and phase, fashion-mnist preset synthesis (4 x 500 samples, "
                        f"{args.steps} steps) and the randaugment-snapshots student ({args.batches} steps of 256)",
-               "threads": args.threads, "allocators": {name: env for name, env in found.items()}, "runs": runs,
+               "threads": args.threads, "allocators": found, "runs": runs,
                "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
                "hardware": hw, "versions": versions() | {"glibc": os.confstr("CS_GNU_LIBC_VERSION")},
                "command": "python benchmarks/allocator.py " + " ".join(sys.argv[1:])}
@@ -147,7 +145,7 @@ def main() -> None:
     for name, speedup in results["speedup_over_glibc"].items():
         print(f"{name} over glibc: " + ", ".join(f"{k} x{v:.2f}" for k, v in speedup.items())
               + f"; the same samples (SHA-256): {results['same_samples_as_glibc'][name]}")
-    print(f"load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}; torch {torch.__version__}; wrote {out}")
+    print(f"load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}; torch {results['versions']['torch']}; wrote {out}")
 
 
 if __name__ == "__main__":
