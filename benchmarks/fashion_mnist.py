@@ -39,6 +39,7 @@ import cake_mini as cm
 from cake_mini import data, distributed, models
 from cake_mini.checkpoint import atomic_save, atomic_write_bytes, safe_load
 from cake_mini.experiments import hardware, versions
+from cake_mini.results import machines_by_seed
 
 HERE = Path(__file__).resolve().parent
 KEPT_TEACHERS = HERE / "teachers"
@@ -342,6 +343,8 @@ def summarise(results: dict) -> str:
         for samples, steps in sorted({(p[0], p[1]) for p in points}):
             acc = [100 * p[3] for p in points if (p[0], p[1]) == (samples, steps)]
             lines.append(f"| {samples:,} | {steps} | {_mean_std(acc)} | {len(acc)} |")
+    machines = machines_by_seed(results)
+    lines += ["", f"Machines: {machines}"] if machines else []
     lines += ["", "Paper (256k samples): CAKE 76.5 ± 1.01, KD with data 89.7, ZSDB3KD 72.3, teacher 91.0."]
     return "\n".join(lines)
 
@@ -357,8 +360,26 @@ def union_rows(rows: dict, extra: dict) -> dict:
     return rows
 
 
+def with_run_hardware(results: dict) -> dict:
+    """``results`` with every run and budget-curve point naming the hardware and versions it ran on.
+
+    A file's top-level ``hardware`` and ``versions`` are those of the command that wrote it last;
+    seeds added by ``--merge`` or by an earlier command into the same file may have run on another
+    machine (the paper-size seeds ran on a Zen 4 and a Zen 3), so each run keeps its own. Runs
+    from before these records take their file's.
+    """
+    own = {key: results[key] for key in ("hardware", "versions") if key in results}
+    rows = {name: {**entry, "runs": [own | run for run in entry["runs"]]}
+            for name, entry in results.get("rows", {}).items()}
+    tagged = results | {"rows": rows}
+    if "budget_curve" in results:
+        tagged["budget_curve"] = [own | point for point in results["budget_curve"]]
+    return tagged
+
+
 def merge(results: dict, other: Path, out: Path) -> dict:
-    extra = json.loads(other.read_text())
+    extra = with_run_hardware(json.loads(other.read_text()))
+    results = with_run_hardware(results)
     if extra.get("settings") != results.get("settings", extra.get("settings")):
         raise SystemExit(f"{other} was run at other settings than {out}; not merged")
     check_same_teachers(results.get("teachers", {}), extra.get("teachers", {}), f"{out} (merging {other})")
@@ -394,7 +415,7 @@ def main() -> None:
     if world > 1:
         slug = f"{slug}-x{world}"
     out = Path(args.out) if args.out else HERE / "results" / f"fashion-mnist-{args.size}-{slug}.json"
-    results = json.loads(out.read_text()) if out.exists() else {"rows": {}}
+    results = with_run_hardware(json.loads(out.read_text())) if out.exists() else {"rows": {}}
 
     def save() -> None:
         if distributed.is_main():
@@ -431,7 +452,7 @@ def main() -> None:
             if any(r["seed"] == seed for r in entry["runs"]):
                 continue
             run = run_row(row, size, seed, teachers[recipe], recipe, tests[recipe], device, f"{tag}-{recipe}")
-            entry["runs"].append(run)
+            entry["runs"].append(run | {"hardware": hw, "versions": versions()})
             log(f"{row.name:22s} seed {seed}: student {run['student_accuracy']:.2%} "
                 f"({run['seconds'] / 60:.1f} min)", flush=True)
             save()
@@ -439,7 +460,7 @@ def main() -> None:
             curve = results.setdefault("budget_curve", [])
 
             def add(point: dict) -> None:
-                curve.append(point)
+                curve.append(point | {"hardware": hw, "versions": versions()})
                 log(f"curve seed {seed}: {point['samples']:,} samples x {point['steps']} steps: "
                     f"student {point['student_accuracy']:.2%} ({point['distill_seconds'] / 60:.1f} min)", flush=True)
                 save()

@@ -180,6 +180,8 @@ def summarise(results: dict) -> str:
         lines += ["", "Teacher test accuracy by seed: " + ", ".join(
             f"{seed}: " + ", ".join(f"{100 * t['test_accuracy']:.2f} % ({name}, {t.get('weights', '?')})"
                                     for name, t in teachers[seed].items()) for seed in sorted(teachers, key=int))]
+    machines = fm.machines_by_seed(results)
+    lines += ["", f"Machines: {machines}"] if machines else []
     lines += ["", "Paper (256k x 256): CAKE 76.5 ± 1.01; the goal: a mean of at least 80 % over 3 seeds."]
     return "\n".join(lines)
 
@@ -216,6 +218,7 @@ def check_seed_teachers(recorded: dict[str, dict], current: dict[str, dict], whe
 
 
 def merge(results: dict, other: dict) -> dict:
+    results, other = fm.with_run_hardware(results), fm.with_run_hardware(other)
     if other.get("settings") != results.get("settings", other.get("settings")):
         raise SystemExit("the files were run at other sub-budgets; not merged")
     mine, theirs = teachers_by_seed(results), teachers_by_seed(other)
@@ -261,7 +264,7 @@ def main() -> None:
     slug = hw.get("gpu", f"cpu-{hw['cpu_threads']}threads").lower().replace(" ", "-")
     out = Path(args.out) if args.out else \
         fm.HERE / "results" / f"fashion-mnist-search-{args.size}-k{args.stride}-t{args.steps}-{slug}.json"
-    results = json.loads(out.read_text()) if out.exists() else {"rows": {}}
+    results = fm.with_run_hardware(json.loads(out.read_text())) if out.exists() else {"rows": {}}
 
     def save() -> None:
         if not distributed.is_main():
@@ -310,7 +313,8 @@ def main() -> None:
                                    checkpoint=checkpoint_name(candidate, args.size, args.stride, args.steps, seed))
             entry["runs"].append({"seed": seed, "samples": len(train[0]) if isinstance(train, tuple) else len(train),
                                   **run, "seconds": time.perf_counter() - t0, "load_average_1min": load,
-                                  "processes": world, "threads": torch.get_num_threads()})
+                                  "processes": world, "threads": torch.get_num_threads(),
+                                  "hardware": hw, "versions": versions()})
             entry["runs"].sort(key=lambda r: r["seed"])
             fm.log(f"{candidate.name:14s} seed {seed}: student {run['student_accuracy']:.2%} "
                   f"({run['distill_seconds'] / 60:.1f} min)", flush=True)

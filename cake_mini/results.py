@@ -154,6 +154,38 @@ def hardware_text(data: dict, info: dict | None = None) -> str:
     return f"{what}; {machine}" if machine else what
 
 
+def hardware_line(data: dict, info: dict | None = None) -> str:
+    """A file's hardware as a markdown list item: by seed where its runs ran on several machines."""
+    by_seed = machines_by_seed(data)
+    if by_seed is None:
+        return f"- hardware: {hardware_text(data, info)}"
+    machine = data.get("machine") or (info or {}).get("machine")
+    return f"- hardware by seed: {by_seed}" + (f"; {machine}" if machine else "")
+
+
+def machines_by_seed(data: dict) -> str | None:
+    """Which seeds ran on which machine, where a file's runs record more than one; else ``None``.
+
+    Runs that record no ``hardware`` of their own ran on the file's.
+
+    >>> runs = [{"seed": 0}, {"seed": 1, "hardware": {"cpu": "x86_64", "cpu_threads": 2}}]
+    >>> machines_by_seed({"hardware": {"gpu": "H100"}, "rows": {"cake": {"runs": runs}}})
+    'H100: seed 0; CPU (x86_64), 2 threads per process: seed 1'
+    """
+    rows = data.get("rows") or {}
+    entries = rows.values() if isinstance(rows, dict) else rows
+    runs = [run for entry in entries if isinstance(entry, dict) for run in entry.get("runs", [])
+            if isinstance(run, dict)] + list(data.get("budget_curve", []))
+    seeds: dict[str, set] = {}
+    for run in runs:
+        text = hardware_text({"hardware": run.get("hardware", data.get("hardware"))})
+        seeds.setdefault(text, set()).add(run.get("seed"))
+    if len(seeds) < 2:
+        return None
+    return "; ".join(f"{text}: seed{'s' if len(s) > 1 else ''} {', '.join(map(str, sorted(s, key=str)))}"
+                     for text, s in sorted(seeds.items(), key=lambda item: min(map(str, item[1]))))
+
+
 def size_text(data: dict) -> str:
     """The size the file was run at, with its synthesis budget when it names one."""
     size = data.get("size") or ("quick" if data.get("quick") else "not named in the file")
@@ -177,7 +209,7 @@ def file_section(name: str, data: dict, info: dict | None = None, level: str = "
         lines += [f"{data['title']}.", ""]
     lines += [f"- size: {size_text(data)}" + (f"; {data['size_note']}" if data.get("size_note") else ""),
               f"- seeds: {', '.join(seeds_of(data))}" + (f" ({data['seed_varies']})" if data.get("seed_varies") else ""),
-              f"- hardware: {hardware_text(data, info)}",
+              hardware_line(data, info),
               f"- date: {data.get('date') or date or 'not recorded'}"]
     if data.get("wall_seconds"):
         lines.append(f"- wall time: {data['wall_seconds'] / 60:.0f} min for all seeds")

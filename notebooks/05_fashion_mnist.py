@@ -1020,7 +1020,7 @@ if SAMPLE_STATS is not None:
 #
 # The default-size round says where to spend the next paper-size hours: the `low-eta`
 # samples, with the same kept teacher, one seed per session (about 100 minutes of
-# synthesis and 80 of student under torchrun on this CPU). Its control is
+# synthesis and 80 to 110 of student under torchrun on this CPU, depending on the host). Its control is
 # `randaugment-snapshots` of the file above, on the paper's step sizes, for the seeds that
 # used the same teacher.
 #
@@ -1055,21 +1055,26 @@ if LOW_ETA_PAPER is not None:
         print("low-eta at the paper's budget minus at the default size, per seed: "
               + ", ".join(f"seed {s}: {low_paper[s] - low_eta[s]:+.1f} points" for s in sorted(low_paper)))
     # the claims of the text below, checked on the file's numbers
-    assert sorted(low_paper) == [1], "the text below speaks of seed 1 alone: update it"
-    assert low_paper[1] > 80
+    assert sorted(low_paper) == [1, 2], "the text below speaks of seeds 1 and 2: update it"
+    assert min(low_paper.values()) > 80
     if RETRAINED is not None:
-        assert 1 in paper_gain and paper_gain[1] > 3
+        assert same == [1, 2] and paper_gain[1] > 3.5 and 1.5 < paper_gain[2] < 2
     if SECOND_ROUND is not None:
-        assert low_paper[1] - low_eta[1] > 2
-    assert 60 < low_minutes[1] < 120
+        assert all(low_paper[s] - low_eta[s] > 1 for s in low_paper)
+    assert all(60 < m < 120 for m in low_minutes.values())
 
 # %% [markdown]
-# On seed 1 the small steps carry over to the paper's budget: the student ends above 80 %,
-# the first seed in this chapter to get there, more than three points above
-# `randaugment-snapshots` at the same budget, seed and teacher, and more than two points
-# above `low-eta` on a tenth of the synthesis (the default size). One seed is not the
-# goal, a mean of 80 % over three; seeds 2 and 0 are the next paper-size runs, and the
-# results page lists them as missing until they land.
+# On seeds 1 and 2 the small steps carry over to the paper's budget: both students end
+# above 80 %, the first seeds in this chapter to get there, ahead of `randaugment-snapshots`
+# at the same budget, seed and teacher on both (by about four points on seed 1, under two
+# on seed 2), and ahead of `low-eta` on a tenth of the synthesis (the default size)
+# by more than a point on each. The gain over the control is not one number yet: two seeds
+# of one teacher give two rather different ones. The student minutes differ for another
+# reason: seed 1 ran on an earlier host of this project (a Zen 4 EPYC, which the file
+# records only as `x86_64`), seed 2 on a Zen 3 without AVX-512, its student stopped after 11
+# of 30 epochs at the end of one session, part of them beside other jobs, and resumed in the
+# next. The goal is a mean of 80 % over three seeds: seed 0 is the next paper-size run, and
+# the results page lists it as missing until it lands.
 
 # %% [markdown]
 # ## A live run: the teacher
@@ -1578,8 +1583,9 @@ else:
 #   the teacher calls most of the smallest-step fifth of the samples "shirt"; step sizes
 #   from 1e-2 down to 1e-4 (`--student-variant low-eta-randaugment-snapshots`) put nearly
 #   all samples in their target class and lift the student by about three to five points on
-#   every seed at the default size. At the paper's budget its first seed lands above 80 %,
-#   more than three points above `randaugment-snapshots` on the same seed and teacher.
+#   every seed at the default size. At the paper's budget its first two seeds land above
+#   80 %, ahead of `randaugment-snapshots` on the same seeds and teacher; the third is still
+#   to run.
 #
 # ## Exercises
 #

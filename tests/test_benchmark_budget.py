@@ -118,6 +118,31 @@ def test_merging_result_files_adds_missing_seeds_and_keeps_the_runs_already_ther
         search.merge(mine, {**other, "settings": {"steps": 4}})
 
 
+def test_merged_seeds_keep_the_machine_they_ran_on(tmp_path):
+    zen4 = {"device": "cpu", "cpu": "x86_64", "cpu_threads": 1}
+    zen3 = {"device": "cpu", "cpu": "x86_64", "cpu_model": "AMD EPYC, family 25 model 1", "cpu_threads": 1,
+            "allocator": "jemalloc"}
+    mine = {"settings": {"steps": 8}, "hardware": zen4, "versions": {"torch": "2.14"},
+            "rows": {"cake": {"runs": [{"seed": 1, "student_accuracy": 0.8}]}}}
+    other = {"settings": {"steps": 8}, "hardware": zen3, "versions": {"torch": "2.11"},
+             "rows": {"cake": {"runs": [{"seed": 2, "student_accuracy": 0.7}]}},
+             "budget_curve": [{"seed": 2, "stride": 4, "steps": 4, "student_accuracy": 0.5}]}
+    path = tmp_path / "other.json"
+    path.write_text(__import__("json").dumps(other))
+    for merged in (bench.merge(mine, path, tmp_path / "out.json"), search.merge(mine, other)):
+        runs = {r["seed"]: r for r in merged["rows"]["cake"]["runs"]}
+        assert runs[1]["hardware"] == zen4 and runs[2]["hardware"] == zen3
+        assert runs[1]["versions"] == {"torch": "2.14"} and runs[2]["versions"] == {"torch": "2.11"}
+        assert merged["hardware"] == zen4  # the file's own, as before
+        assert "AMD EPYC" in bench.machines_by_seed(merged) and "seed 2" in bench.machines_by_seed(merged)
+    assert bench.merge(mine, path, tmp_path / "out.json")["budget_curve"][0]["hardware"] == zen3
+    assert "hardware" not in mine["rows"]["cake"]["runs"][0]  # the inputs are not changed
+    assert bench.machines_by_seed(mine) is None  # one machine: nothing to say
+    # a run that records its own machine keeps it when its file is tagged
+    own = {**mine, "rows": {"cake": {"runs": [{"seed": 0, "hardware": zen3}]}}}
+    assert bench.with_run_hardware(own)["rows"]["cake"]["runs"][0]["hardware"] == zen3
+
+
 def test_runs_of_a_retrained_teacher_are_not_paired_with_the_old_ones(tmp_path):
     old = {"authors": {"weights": "aaaa", "test_accuracy": 0.9031, "val_accuracy": 0.9063}}
     new = {"authors": {"weights": "bbbb", "test_accuracy": 0.9026, "val_accuracy": 0.9047}}

@@ -146,3 +146,17 @@ def test_the_generator_writes_the_page_it_renders(tmp_path):
                    capture_output=True)
     assert out.read_text() == results_page.render()
     assert re.search(r"^# Results", out.read_text(), re.M)
+
+
+def test_a_file_whose_seeds_ran_on_two_machines_says_which_ran_where():
+    from cake_mini.results import file_section
+
+    zen3 = {"cpu": "x86_64", "cpu_model": "AMD EPYC, family 25 model 1", "cpu_threads": 1, "allocator": "jemalloc"}
+    runs = [{"seed": 1, "student_accuracy": 0.82}, {"seed": 2, "student_accuracy": 0.80, "hardware": zen3}]
+    data = {"hardware": {"cpu": "x86_64", "cpu_threads": 1}, "rows": {"low-eta": {"runs": runs}}}
+    section = file_section("x.json", data, {"machine": "a 2-core CPU"})
+    assert ("- hardware by seed: CPU (x86_64), 1 thread per process: seed 1; CPU (AMD EPYC, family 25 model 1), "
+            "1 thread per process, jemalloc: seed 2; a 2-core CPU") in section.splitlines()
+    one_machine = {**data, "rows": {"low-eta": {"runs": runs[:1]}}}
+    assert "- hardware: CPU (x86_64), 1 thread per process; a 2-core CPU" in \
+        file_section("x.json", one_machine, {"machine": "a 2-core CPU"}).splitlines()
