@@ -119,3 +119,35 @@ def test_count_parameters_trainable_only():
         p.requires_grad_(False)
     assert count_parameters(model, trainable_only=True) == 0
     assert count_parameters(model) == total
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("size", [(28, 28), (10, 10), (27, 13)])
+def test_max_pool_2x2_matches_max_pool2d(size, channels_last):
+    from cake_mini.models import MaxPool2x2
+
+    torch.manual_seed(0)
+    x = torch.relu(torch.randn(4, 6, *size).mul(2).round())  # ReLU zeros and many ties
+    x[0, 0, 0, 0] = float("nan")
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    expected = nn.functional.max_pool2d(x, 2)
+    with torch.no_grad():
+        out = MaxPool2x2()(x)
+    assert torch.equal(out.nan_to_num(-1.0), expected.nan_to_num(-1.0))
+    assert out[0, 0, 0, 0].isnan()
+    assert out.stride() == expected.stride()
+
+    a, b = x.nan_to_num(0.0).requires_grad_(), x.nan_to_num(0.0).requires_grad_()
+    grad = torch.randn_like(expected)
+    MaxPool2x2()(a).backward(grad)
+    nn.functional.max_pool2d(b, 2).backward(grad)
+    assert torch.equal(a.grad, b.grad)
+
+
+def test_lenet_teachers_relabel_with_the_fast_pool():
+    from cake_mini.models import MaxPool2x2
+
+    for name in ("lenet5", "lenet5-half", "cnn"):
+        pools = [m for m in make_model(name, 10).modules() if isinstance(m, nn.MaxPool2d)]
+        assert pools and all(isinstance(m, MaxPool2x2) for m in pools)
