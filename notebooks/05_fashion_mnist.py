@@ -1020,13 +1020,14 @@ if SAMPLE_STATS is not None:
 #
 # The default-size round says where to spend the next paper-size hours: the `low-eta`
 # samples, with the same kept teacher, one seed per session (about 100 minutes of
-# synthesis and 80 to 110 of student under torchrun on this CPU, depending on the host). Its control is
+# synthesis and 60 to 110 of student under torchrun on this CPU, depending on the host and
+# on cake_mini's version). Its control is
 # `randaugment-snapshots` of the file above, on the paper's step sizes, for the seeds that
 # used the same teacher.
 #
 # ```
 # OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=2 benchmarks/fashion_mnist_search.py --stride 1 \
-#     --seeds 1 --no-controls --candidates low-eta-randaugment-snapshots --channels-last \
+#     --seeds 0 --no-controls --candidates low-eta-randaugment-snapshots --channels-last \
 #     --out benchmarks/results/fashion-mnist-search-paper-k1-t256-cpu-2threads-low-eta.json
 # ```
 
@@ -1043,7 +1044,9 @@ if LOW_ETA_PAPER is not None:
     low_minutes = {r["seed"]: r["distill_seconds"] / 60
                    for r in LOW_ETA_PAPER.data["rows"]["low-eta-randaugment-snapshots"]["runs"]}
     print("student minutes (torchrun, 2 processes of 1 thread): "
-          + ", ".join(f"seed {s}: {m:.0f}" for s, m in low_minutes.items()))
+          + ", ".join(f"seed {s}: {m:.0f}" for s, m in sorted(low_minutes.items())))
+    print(f"low-eta at the paper's budget, {len(low_paper)} seeds: {mean_std(list(low_paper.values()))} % "
+          "(the paper's CAKE row: 76.5 ± 1.0 %)")
     if RETRAINED is not None:
         teachers = {int(s): t["authors"]["weights"] for s, t in LOW_ETA_PAPER.data["teachers_by_seed"].items()}
         theirs = {int(s): t["authors"]["weights"] for s, t in RETRAINED.data["teachers_by_seed"].items()}
@@ -1055,26 +1058,34 @@ if LOW_ETA_PAPER is not None:
         print("low-eta at the paper's budget minus at the default size, per seed: "
               + ", ".join(f"seed {s}: {low_paper[s] - low_eta[s]:+.1f} points" for s in sorted(low_paper)))
     # the claims of the text below, checked on the file's numbers
-    assert sorted(low_paper) == [1, 2], "the text below speaks of seeds 1 and 2: update it"
+    assert sorted(low_paper) == [0, 1, 2], "the text below speaks of three seeds: update it"
+    assert statistics.mean(low_paper.values()) >= 80
     assert min(low_paper.values()) > 80
     if RETRAINED is not None:
         assert same == [1, 2] and paper_gain[1] > 3.5 and 1.5 < paper_gain[2] < 2
     if SECOND_ROUND is not None:
-        assert all(low_paper[s] - low_eta[s] > 1 for s in low_paper)
-    assert all(60 < m < 120 for m in low_minutes.values())
+        assert all(low_paper[s] - low_eta[s] > 1 for s in (1, 2))
+        assert low_paper[0] - low_eta[0] > 0
+    assert all(40 < m < 120 for m in low_minutes.values())
+    assert low_minutes[0] < min(low_minutes[1], low_minutes[2])
 
 # %% [markdown]
-# On seeds 1 and 2 the small steps carry over to the paper's budget: both students end
-# above 80 %, the first seeds in this chapter to get there, ahead of `randaugment-snapshots`
-# at the same budget, seed and teacher on both (by about four points on seed 1, under two
-# on seed 2), and ahead of `low-eta` on a tenth of the synthesis (the default size)
-# by more than a point on each. The gain over the control is not one number yet: two seeds
-# of one teacher give two rather different ones. The student minutes differ for another
-# reason: seed 1 ran on an earlier host of this project (a Zen 4 EPYC, which the file
-# records only as `x86_64`), seed 2 on a Zen 3 without AVX-512, its student stopped after 11
-# of 30 epochs at the end of one session, part of them beside other jobs, and resumed in the
-# next. The goal is a mean of 80 % over three seeds: seed 0 is the next paper-size run, and
-# the results page lists it as missing until it lands.
+# On all three seeds the small steps carry over to the paper's budget: 81.6 %, 82.4 % and
+# 80.2 % for seeds 0, 1 and 2, a mean of **81.4 ± 1.1 %** against the paper's 76.5 ±
+# 1.0 %: the goal of this chapter, a mean of 80 % over three seeds at no more than the
+# paper's budget, is reached, with every seed above 80 %.
+# On seeds 1 and 2, which share the control's teacher, `low-eta` is ahead of
+# `randaugment-snapshots` at the same budget and seed (by about four points on seed 1, under
+# two on seed 2); seed 0's control ran on another teacher, so it has no pair. Against
+# `low-eta` on a tenth of the synthesis (the default size) the paper's budget gains more
+# than a point on seeds 1 and 2 and +1.1 on seed 0, the seed that was already the best at the
+# default size. The student minutes differ with the host and the code: seed 1 ran on an
+# earlier host of this project (a Zen 4 EPYC, which the file records only as `x86_64`), seed
+# 2 on a Zen 3 without AVX-512, stopped after 11 of 30 epochs at the end of one session,
+# part of them beside other jobs, and resumed in the next; seed 0 on the same Zen 3 in one
+# session (71 minutes), with the RandAugment draws and the teacher's pooling of
+# cake_mini after 2026-12-07, which give the same numbers faster
+# (`benchmarks/student_step.py`).
 
 # %% [markdown]
 # ## A live run: the teacher
@@ -1583,9 +1594,9 @@ else:
 #   the teacher calls most of the smallest-step fifth of the samples "shirt"; step sizes
 #   from 1e-2 down to 1e-4 (`--student-variant low-eta-randaugment-snapshots`) put nearly
 #   all samples in their target class and lift the student by about three to five points on
-#   every seed at the default size. At the paper's budget its first two seeds land above
-#   80 %, ahead of `randaugment-snapshots` on the same seeds and teacher; the third is still
-#   to run.
+#   every seed at the default size. At the paper's budget its three seeds average
+#   81.4 ± 1.1 % (the goal of 80 % is reached), ahead of `randaugment-snapshots` on the
+#   two seeds that share its teacher.
 #
 # ## Exercises
 #
